@@ -1,0 +1,159 @@
+"""Full-resolution PyNET inference on photos: pad by reflection, run, crop, write.
+
+Nothing is cropped away: inputs whose size is not a multiple of 32 are reflection-padded and the
+pad is cut from the output, which is written at the photo's own resolution.
+"""
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pynet_bokeh import image_io
+from pynet_bokeh.models.pynet import level_model, level_scale
+
+log = logging.getLogger(__name__)
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+DEPTH_DIR_NAMES = ("original_depth", "depth_maps", "depth")
+
+
+class DepthMapMissingError(FileNotFoundError):
+    """A photo has no depth map; the message says how to make one."""
+
+
+def predict_padded(fn, x, out_scale, multiple=32):
+    """Runs `fn` on `x` (H x W x C or N x H x W x C) reflection-padded to `multiple`, and crops.
+
+    `out_scale` is the output size over the input size (2 for PyNET level 1).
+    """
+    x = np.asarray(x, dtype=np.float32)
+    single = x.ndim == 3
+    batch = x[None] if single else x
+    padded, _ = image_io.pad_to_multiple(batch, multiple)
+    y = np.asarray(fn(padded))
+    h = int(round(batch.shape[1] * out_scale))
+    w = int(round(batch.shape[2] * out_scale))
+    y = y[:, :h, :w]
+    return y[0] if single else y
+
+
+_COMPILED = {}
+
+
+def level_function(model, level=1):
+    """A compiled function NHWC input -> the `level` output, for a full PyNET or a level model."""
+    key = (id(model), level)
+    if key not in _COMPILED:
+        net = level_model(model, level) if isinstance(model.output, dict) else model
+
+        @tf.function(reduce_retracing=True)
+        def run(x):
+            return net(x, training=False)
+
+        _COMPILED.clear()  # one model at a time: keep memory bounded
+        _COMPILED[key] = run
+    return _COMPILED[key]
+
+
+def render_bokeh(model, photo, depth, level=1, depth_name="depth map"):
+    """Renders bokeh for one photo (H x W x 3 in [0, 1]) and its EBB! depth map.
+
+    Applies the EBB! convention (photo x0.5 bicubic, depth as 4th channel), pads to a multiple
+    of 32, runs `level`, crops, and returns float32 H x W x 3 at the photo's size (levels > 1
+    are resized up with bicubic interpolation).
+    """
+    x = image_io.ebb_input(photo, depth, depth_name=depth_name)
+    y = predict_padded(level_function(model, level), x, level_scale(level))
+    if y.shape[:2] != photo.shape[:2]:
+        y = image_io.resize_bicubic(y, photo.shape[:2])
+    return np.clip(y, 0.0, 1.0)
+
+
+def find_depth_map(photo_path, depth_dir=None):
+    """The EBB! depth map of a photo: `<depth_dir>/<stem>.png`, else a sibling depth folder.
+
+    Looks in `depth_dir` when given, else in `../original_depth`, `../depth_maps`, `../depth`
+    and beside the photo (`<stem>_depth.png`).
+    """
+    photo_path = Path(photo_path)
+    stem = photo_path.stem
+    if depth_dir is not None:
+        candidates = [Path(depth_dir) / f"{stem}.png"]
+    else:
+        parent = photo_path.parent
+        candidates = [parent.parent / d / f"{stem}.png" for d in DEPTH_DIR_NAMES]
+        candidates += [parent / d / f"{stem}.png" for d in DEPTH_DIR_NAMES]
+        candidates.append(parent / f"{stem}_depth.png")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in candidates)
+    raise DepthMapMissingError(
+        f"No depth map for {photo_path} (looked for {looked}). PyNET-Bokeh needs an EBB!-format "
+        "depth map (8-bit PNG, half the photo's size, near = bright): make one with "
+        f"`depth-tools-generate --input {photo_path.parent} --weights best_generalization_net_G.pth` "
+        "(MegaDepth), or pass --depth_dir."
+    )
+
+
+def list_photos(inputs):
+    """Photos named by `inputs` (files or folders, folders not recursed), sorted, deduplicated."""
+    photos = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            photos += sorted(p for p in item.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        elif item.is_file():
+            photos.append(item)
+        else:
+            raise FileNotFoundError(f"Input {item} does not exist.")
+    seen, unique = set(), []
+    for p in photos:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
+            unique.append(p)
+    return unique
+
+
+def render_files(
+    model, inputs, output_dir, depth_dir=None, level=1, suffix=".png", overwrite=False
+):
+    """Renders every photo in `inputs` into `output_dir` as `<stem><suffix>`.
+
+    Never writes over an input; skips outputs that exist unless `overwrite` (so an interrupted
+    run resumes). A failing photo is logged and the rest go on. Returns (written, failures),
+    failures being (photo, message) pairs.
+    """
+    photos = list_photos(inputs)
+    if not photos:
+        raise FileNotFoundError(f"No JPEG/PNG photos found in {', '.join(map(str, inputs))}.")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    input_paths = {p.resolve() for p in photos}
+    written, failures = [], []
+    progress = keras.utils.Progbar(len(photos), unit_name="photo")
+    for i, photo_path in enumerate(photos):
+        out_path = output_dir / f"{photo_path.stem}{suffix}"
+        try:
+            if out_path.resolve() in input_paths:
+                raise ValueError(
+                    f"output {out_path} would overwrite an input photo; choose another "
+                    "--output_dir or --format."
+                )
+            if out_path.exists() and not overwrite:
+                log.info("%s exists, skipped (use --overwrite to redo it).", out_path)
+            else:
+                depth_path = find_depth_map(photo_path, depth_dir)
+                photo = image_io.read_photo(photo_path)
+                depth = image_io.read_depth(depth_path)
+                out = render_bokeh(model, photo, depth, level, depth_name=str(depth_path))
+                image_io.write_image(out_path, out)
+                written.append(out_path)
+        except (OSError, ValueError) as err:
+            failures.append((photo_path, str(err)))
+            log.error("%s: %s", photo_path, err)
+        progress.update(i + 1)
+    return written, failures
