@@ -83,10 +83,10 @@ def _options_note(model):
 
 def read_tf1_weights(model, prefix):
     """Reads and checks every variable the model needs; returns {layer name: [arrays]}."""
+    slots = _model_variables(model)
     prefix = resolve_prefix(prefix)
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
-    slots = _model_variables(model)
     values = {}
     for index, (layer, slot) in enumerate(slots):
         var = tf1_variable_name(index)
