@@ -9,11 +9,11 @@ No PyTorch needed. The converted file loads with ``load_megadepth_weights(model,
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from absl import app, flags
+
+from depth_tools._files import atomic_path
 
 
 def define_flags(fv=flags.FLAGS):
@@ -52,15 +52,8 @@ def convert_pth(pth, output=None, overwrite=False, model=None):
     if output.exists() and not overwrite:
         raise FileExistsError(f"--output {output} exists: pass --overwrite to replace it")
     model = load_megadepth_weights(model or build_megadepth(), pth)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".weights.h5", dir=output.parent)
-    os.close(fd)
-    try:
+    with atomic_path(output, suffix=".weights.h5") as tmp:  # Keras insists on the suffix
         model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return output
 
 

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import collections
 import io
-import os
 import pickle
 import struct
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from depth_tools._files import atomic_path
 
 __all__ = [
     "TorchFileError",
@@ -471,19 +471,11 @@ def save_torch_zip(path, tensors, archive_name="archive"):
     records = [("data.pkl", _dumps(entries)), ("byteorder", b"little")]
     records += [(f"data/{key}", raw) for key, raw in blobs]
     records += [("version", b"3\n")]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as zf:
-            for rel, raw in records:
-                info = zipfile.ZipInfo(f"{archive_name}/{rel}", date_time=(1980, 1, 1, 0, 0, 0))
-                info.extra = _aligned_extra(f.tell(), info.filename)
-                zf.writestr(info, raw)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f, zipfile.ZipFile(f, "w") as zf:
+        for rel, raw in records:
+            info = zipfile.ZipInfo(f"{archive_name}/{rel}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.extra = _aligned_extra(f.tell(), info.filename)
+            zf.writestr(info, raw)
     return path
 
 

@@ -1,6 +1,7 @@
 """Tests for depth_tools.torch_file: reading torch.save files without PyTorch."""
 
 import collections
+import os
 import pickle
 import struct
 import zipfile
@@ -88,7 +89,10 @@ def test_zip_round_trip_of_fixture_is_exact_and_torch_shaped(fixture_tensors, tm
             assert info.compress_type == zipfile.ZIP_STORED
             data_start = info.header_offset + 30 + len(info.filename) + len(info.extra)
             assert data_start % 64 == 0, info.filename
-    assert not list(tmp_path.glob("*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["net.pth"]  # no temp file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not mkstemp's 0600
 
 
 @pytest.mark.parametrize(
