@@ -1,0 +1,175 @@
+"""PyNET-Bokeh's level L as a `TrainingTask`: the authors' recipe, on the EBB! layout.
+
+Level L trains `level_model(full, L)` with the authors' loss for L; a fresh run of level L < 7
+starts from the full-model weights level L + 1 saved (`<model_dir>/level_<L+1>/final.weights.h5`,
+matched by layer name), or from `init_from` when given.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from pynet_bokeh import metrics as image_metrics
+from pynet_bokeh.training import checkpointing
+from pynet_bokeh.training.losses import pynet_loss_terms
+from pynet_bokeh.training.schedule import check_level
+
+MIN_IMAGE_ROW_HEIGHT = 128
+
+
+class HandOffError(FileNotFoundError):
+    """Level L < 7 was asked to start but level L + 1 left no final weights."""
+
+
+def level_dir(model_dir, level: int) -> str:
+    """Where level `level` keeps its checkpoints, logs and final weights."""
+    return os.path.join(os.fspath(model_dir), f"level_{check_level(level)}")
+
+
+class PyNetLevelTask:
+    """Trains PyNET-Bokeh's level `level` on an EBB!-layout data set.
+
+    Args:
+        level: 7 (coarsest, first) .. 1 (full size).
+        dataset_dir: root with train/ and test/ in the EBB! layout.
+        model_dir: parent of the level_<L> folders.
+        patch_size, batch_size: input patch (half-res, multiple of 32) and batch.
+        init_from: weights to start from instead of level L + 1's (see
+            `checkpointing.load_initial_weights`).
+        vgg: a `vgg.VGGFeatures` for level 1's loss, or False to leave the VGG term out.
+        skip_bad: train on the valid pairs when some are broken (else stop and list them).
+        model: an already built full PyNET to train (else `build_pynet()`).
+        seed: base seed of the data pipeline.
+    """
+
+    def __init__(
+        self,
+        level,
+        dataset_dir,
+        model_dir,
+        patch_size,
+        batch_size,
+        init_from=None,
+        vgg=None,
+        skip_bad=False,
+        model=None,
+    ):
+        self.level = check_level(level)
+        self.name = f"pynet level {self.level}"
+        self.dataset_dir = os.fspath(dataset_dir)
+        self.model_dir = os.fspath(model_dir)
+        self.work_dir = level_dir(model_dir, self.level)
+        self.patch_size = int(patch_size)
+        self.batch_size = int(batch_size)
+        self.init_from = init_from
+        self.vgg = vgg
+        self.skip_bad = skip_bad
+        self._model = model
+        self._pairs = {}
+        if self.level == 1 and vgg is None:
+            pynet_loss_terms(1, None, None, vgg=None)  # raises the message about --vgg_weights
+
+    @property
+    def previous_weights(self) -> str | None:
+        """Level L + 1's final weights, the start of a fresh level L < 7."""
+        if self.level == 7:
+            return None
+        return os.path.join(level_dir(self.model_dir, self.level + 1), checkpointing.FINAL_WEIGHTS)
+
+    def preflight(self, resuming: bool) -> None:
+        """Validates the data set once and checks the starting weights exist."""
+        from pynet_bokeh.data.ebb import find_pairs, validate_pairs
+
+        self._pairs = {
+            "train": validate_pairs(find_pairs(self.dataset_dir, "train"), skip_bad=self.skip_bad)
+        }
+        if os.path.isdir(os.path.join(self.dataset_dir, "test")):
+            self._pairs["test"] = validate_pairs(
+                find_pairs(self.dataset_dir, "test"), skip_bad=self.skip_bad
+            )
+        else:
+            print(f"{self.dataset_dir} has no test/ split: training without evaluation")
+        if resuming or self.init_from is not None or self.level == 7:
+            return
+        if not os.path.isfile(self.previous_weights):
+            raise HandOffError(
+                f"level {self.level} starts from level {self.level + 1}'s final weights, but "
+                f"{self.previous_weights} does not exist. Train level {self.level + 1} first "
+                f"(python train_level.py --level {self.level + 1} with the same --model_dir), "
+                "or pass --init_from to start from other weights."
+            )
+
+    def build_model(self):
+        if self._model is None:
+            from pynet_bokeh import build_pynet
+
+            self._model = build_pynet()
+        return self._model
+
+    def trainable_model(self, model):
+        from pynet_bokeh import level_model
+
+        return level_model(model, self.level)
+
+    def initialize(self, model) -> str:
+        if self.init_from is not None:
+            return "weights from " + checkpointing.load_initial_weights(model, self.init_from)
+        if self.level == 7:
+            return "from scratch (level 7 is trained first)"
+        names = checkpointing.load_weights_by_name(model, self.previous_weights)
+        return (
+            f"level {self.level + 1}'s final weights, {len(names)} layers by name, from "
+            f"{self.previous_weights}"
+        )
+
+    def dataset(self, split, seed, repeat, skip_batches=0):
+        from pynet_bokeh.data.ebb import ebb_dataset
+
+        if split == "test" and "test" not in self._pairs:
+            return tf.data.Dataset.from_tensors((tf.zeros([0]), tf.zeros([0]))).take(0)
+
+        train = split == "train"
+        return ebb_dataset(
+            self.dataset_dir,
+            split=split,
+            level=self.level,
+            patch_size=self.patch_size,
+            batch_size=self.batch_size,
+            shuffle=train,
+            augment=train,
+            seed=seed,
+            skip_bad=self.skip_bad,
+            repeat=repeat,
+            pairs=self._pairs.get(split),
+            skip_batches=skip_batches,
+        )
+
+    def loss_terms(self, inputs, targets, outputs):
+        vgg = self.vgg if self.level == 1 else None
+        return pynet_loss_terms(self.level, outputs, targets, vgg=vgg)
+
+    def eval_metrics(self, inputs, targets, outputs):
+        """PSNR, SSIM (outputs of 11 px or more) and, for levels <= 3, MS-SSIM; batch means."""
+        pred = np.clip(np.asarray(outputs, np.float32), 0.0, 1.0)
+        target = np.asarray(targets, np.float32)
+        out = {"psnr": float(np.mean(np.minimum(image_metrics.psnr(pred, target), 100.0)))}
+        size = min(target.shape[1:3])
+        if size >= image_metrics.SSIM_FILTER_SIZE:
+            out["ssim"] = float(np.mean(image_metrics.ssim(pred, target)))
+            if self.level <= 3:
+                out["ms_ssim"] = float(np.mean(image_metrics.ms_ssim(pred, target)))
+        return out
+
+    def image_rows(self, inputs, targets, outputs):
+        """input RGB | output | target, side by side, at least 128 px high (nearest upscaling)."""
+        targets = tf.convert_to_tensor(targets, tf.float32)
+        h, w = int(targets.shape[1]), int(targets.shape[2])
+        rgb = tf.image.resize(tf.cast(inputs[..., :3], tf.float32), (h, w), method="area")
+        row = tf.concat([rgb, tf.clip_by_value(outputs, 0.0, 1.0), targets], axis=2)
+        scale = max(1, -(-MIN_IMAGE_ROW_HEIGHT // h))
+        if scale > 1:
+            row = tf.image.resize(row, (h * scale, 3 * w * scale), method="nearest")
+        return row

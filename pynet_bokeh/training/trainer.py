@@ -1,0 +1,320 @@
+"""A generic training loop: one `TrainingTask` (what to train, on what, with which losses) and one
+`Trainer` (how: custom tf.function step, distribution, mixed precision, checkpoints, resume,
+TensorBoard, progress, non-finite-loss guard).
+
+PyNET's levels are the first task (`pynet_bokeh.training.pynet_task.PyNetLevelTask`); other
+models' stages plug in by implementing the same protocol.
+
+Work folder of a task (`TrainConfig.work_dir`):
+
+    checkpoints/        tf.train checkpoints (weights by layer name, optimizer, step), last few
+    logs/train, logs/eval   TensorBoard scalars and image rows
+    final.weights.h5    the full model's weights when the run completes (next stage's start)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from typing import Protocol, runtime_checkable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pynet_bokeh.training import checkpointing, summaries
+
+
+@runtime_checkable
+class TrainingTask(Protocol):
+    """What one training stage needs to say; `Trainer` does the rest.
+
+    `build_model` returns the full model (all its weights are checkpointed and saved at the end);
+    `trainable_model(model)` the sub-model this stage trains (sharing layers with it).
+    `preflight(resuming)` checks inputs before anything heavy starts (raise with a clear
+    message); `initialize(model)` loads the starting weights of a fresh run and returns a line
+    saying what it loaded (it is not called when resuming from a checkpoint).
+    `dataset(split, seed, repeat, skip_batches)` yields (inputs, targets) batches, the same ones
+    for the same seed, after skipping `skip_batches` (a resumed run continues where the killed
+    one stopped); `loss_terms` returns the
+    weighted loss terms (float32 scalars, summed into the loss); `eval_metrics` returns numbers
+    for a batch; `image_rows` NHWC float images in [0, 1] for TensorBoard.
+    """
+
+    name: str
+
+    def preflight(self, resuming: bool) -> None: ...
+
+    def build_model(self) -> keras.Model: ...
+
+    def trainable_model(self, model: keras.Model) -> keras.Model: ...
+
+    def initialize(self, model: keras.Model) -> str: ...
+
+    def dataset(
+        self, split: str, seed: int | None, repeat: bool, skip_batches: int = 0
+    ) -> tf.data.Dataset: ...
+
+    def loss_terms(self, inputs, targets, outputs) -> dict: ...
+
+    def eval_metrics(self, inputs, targets, outputs) -> dict: ...
+
+    def image_rows(self, inputs, targets, outputs): ...
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How to train: step counts, optimiser, intervals, distribution, where to write."""
+
+    work_dir: str
+    steps: int
+    learning_rate: float
+    checkpoint_every: int = 500
+    eval_every: int = 1000
+    log_every: int = 10
+    keep_checkpoints: int = 3
+    eval_batches: int = 8
+    seed: int = 0
+    strategy: str = "default"
+    mixed_precision: bool = False
+    verbose: bool = True
+
+
+@dataclasses.dataclass
+class TrainResult:
+    start_step: int
+    end_step: int
+    first_loss: float
+    last_loss: float
+    steps_per_second: float
+    final_weights: str | None
+    eval_metrics: dict
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """ "default" (one device) or "mirrored" (all GPUs, else all logical CPU devices)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    raise ValueError(f"--strategy must be 'default' or 'mirrored', got {name!r}")
+
+
+class Trainer:
+    """Trains `task` as `config` says. `run()` resumes from the latest checkpoint if there is one."""
+
+    def __init__(self, task: TrainingTask, config: TrainConfig):
+        if config.steps <= 0:
+            raise ValueError(f"steps must be positive, got {config.steps}")
+        for name in ("checkpoint_every", "eval_every", "log_every", "keep_checkpoints"):
+            if getattr(config, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+        self.task = task
+        self.config = config
+        self.ckpt_dir = os.path.join(config.work_dir, checkpointing.CHECKPOINT_DIR)
+        self.final_path = os.path.join(config.work_dir, checkpointing.FINAL_WEIGHTS)
+        self._built = False
+
+    def log(self, msg: str) -> None:
+        if self.config.verbose:
+            print(msg, flush=True)
+
+    # ----------------------------------------------------------------- setup
+    def setup(self) -> int:
+        """Builds model and optimiser, then resumes or initialises. Returns the start step."""
+        if self._built:
+            return int(self.step.numpy())
+        resuming = tf.train.latest_checkpoint(self.ckpt_dir) is not None
+        self.task.preflight(resuming)
+        self.strategy = make_strategy(self.config.strategy)
+        previous_policy = keras.config.dtype_policy()
+        if self.config.mixed_precision:
+            keras.config.set_dtype_policy("mixed_float16")
+        try:
+            with self.strategy.scope():
+                self.model = self.task.build_model()
+                self.train_model = self.task.trainable_model(self.model)
+                optimizer = keras.optimizers.Adam(self.config.learning_rate)
+                if self.config.mixed_precision:
+                    optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+                self.optimizer = optimizer
+                self.optimizer.build(self.train_model.trainable_variables)
+                self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+        self.ckpt, self.manager = checkpointing.training_checkpoint(
+            self.model, self.optimizer, self.step, self.ckpt_dir, self.config.keep_checkpoints
+        )
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.ckpt.restore(latest).assert_existing_objects_matched()
+            self.log(
+                f"{self.task.name}: resuming from {latest} at step {int(self.step.numpy())} "
+                f"(optimizer iterations {int(self.optimizer.iterations.numpy())})"
+            )
+        else:
+            self.log(f"{self.task.name}: starting: {self.task.initialize(self.model)}")
+        self._step_fn = tf.function(self._distributed_step)
+        self._predict_fn = tf.function(lambda x: self.train_model(x, training=False))
+        self._built = True
+        return int(self.step.numpy())
+
+    # ----------------------------------------------------------------- steps
+    def _replica_step(self, inputs, targets):
+        replicas = self.strategy.num_replicas_in_sync
+        variables = self.train_model.trainable_variables
+        with tf.GradientTape() as tape:
+            outputs = self.train_model(inputs, training=True)
+            terms = {
+                k: tf.cast(v, tf.float32)
+                for k, v in self.task.loss_terms(inputs, targets, outputs).items()
+            }
+            loss = tf.add_n(list(terms.values()))
+            # Gradients are summed over replicas, so each replica contributes its share.
+            scaled = loss / replicas
+            if self.config.mixed_precision:
+                scaled = self.optimizer.scale_loss(scaled)
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+        out = {"loss": loss / replicas}
+        out.update({k: v / replicas for k, v in terms.items()})
+        return out
+
+    def _distributed_step(self, inputs, targets):
+        per_replica = self.strategy.run(self._replica_step, args=(inputs, targets))
+        return {
+            k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in per_replica.items()
+        }
+
+    def train_step(self, inputs, targets) -> dict:
+        """One optimiser step on a batch (a per-replica value under mirrored). Returns floats."""
+        self.setup()
+        values = self._step_fn(inputs, targets)
+        return {k: float(v.numpy()) for k, v in values.items()}
+
+    def predict(self, inputs):
+        self.setup()
+        return tf.cast(self._predict_fn(inputs), tf.float32)
+
+    # ------------------------------------------------------------------- eval
+    def evaluate(self, writer=None, step=None) -> dict:
+        """Mean of the task's metrics over up to `eval_batches` test batches; logs them."""
+        self.setup()
+        sums, count, first = {}, 0, None
+        data = self.task.dataset("test", seed=self.config.seed, repeat=False)
+        for inputs, targets in data.take(self.config.eval_batches):
+            outputs = self.predict(inputs)
+            for k, v in self.task.eval_metrics(inputs, targets, outputs).items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            count += 1
+            if first is None:
+                first = self.task.image_rows(inputs, targets, outputs)
+        metrics = {k: v / count for k, v in sums.items()} if count else {}
+        if writer is not None and count:
+            with writer.as_default():
+                for k, v in metrics.items():
+                    summaries.scalar(k, v, step=step)
+                summaries.image("input | output | target", first, step=step, max_outputs=4)
+            writer.flush()
+        return metrics
+
+    # -------------------------------------------------------------------- run
+    def run(self) -> TrainResult:
+        """Trains to `config.steps`, checkpointing, evaluating and logging; saves final weights."""
+        cfg = self.config
+        start = self.setup()
+        logs = os.path.join(cfg.work_dir, "logs")
+        train_writer = tf.summary.create_file_writer(os.path.join(logs, "train"))
+        eval_writer = tf.summary.create_file_writer(os.path.join(logs, "eval"))
+        if start >= cfg.steps:
+            self.log(f"{self.task.name}: already at step {start} of {cfg.steps}; nothing to train")
+        else:
+            self.log(
+                f"{self.task.name}: training steps {start} -> {cfg.steps} on "
+                f"{self.strategy.num_replicas_in_sync} device(s)"
+            )
+        data = self.task.dataset("train", seed=cfg.seed, repeat=True, skip_batches=start)
+        iterator = iter(self.strategy.experimental_distribute_dataset(data))
+        tty = sys.stdout.isatty()
+        bar = keras.utils.Progbar(
+            max(cfg.steps - start, 1),
+            stateful_metrics=None,
+            interval=0.2 if tty else 15.0,
+            verbose=1 if cfg.verbose else 0,
+            unit_name="step",
+        )
+        first_loss = last_loss = math.nan
+        window, t0 = {}, time.time()
+        step = start
+        while step < cfg.steps:
+            inputs, targets = next(iterator)
+            values = self.train_step(inputs, targets)
+            if not all(math.isfinite(v) for v in values.values()):
+                self._stop_non_finite(step + 1, values)
+            step = int(self.step.assign_add(1).numpy())
+            last_loss = values["loss"]
+            if math.isnan(first_loss):
+                first_loss = last_loss
+            for k, v in values.items():
+                window.setdefault(k, []).append(v)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                rate = (step - start) / max(time.time() - t0, 1e-9)
+                with train_writer.as_default():
+                    for k, v in window.items():
+                        summaries.scalar(k, float(np.mean(v)), step=step)
+                    summaries.scalar("steps_per_second", rate, step=step)
+                window = {}
+            bar.update(step - start, [(k, v) for k, v in values.items()])
+            if step % cfg.checkpoint_every == 0:
+                self.manager.save(checkpoint_number=step)
+            if step % cfg.eval_every == 0 and step < cfg.steps:
+                self._log_eval(eval_writer, step)
+        elapsed = time.time() - t0
+        if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(
+            f"-{step}"
+        ):
+            self.manager.save(checkpoint_number=step)
+        metrics = self._log_eval(eval_writer, step)
+        checkpointing.save_weights(self.model, self.final_path)
+        self.log(f"{self.task.name}: step {step}; final weights in {self.final_path}")
+        train_writer.flush()
+        return TrainResult(
+            start_step=start,
+            end_step=step,
+            first_loss=first_loss,
+            last_loss=last_loss,
+            steps_per_second=(step - start) / max(elapsed, 1e-9),
+            final_weights=self.final_path,
+            eval_metrics=metrics,
+        )
+
+    def _log_eval(self, writer, step) -> dict:
+        metrics = self.evaluate(writer, step)
+        if metrics:
+            text = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            self.log(f"\n{self.task.name}: step {step} test: {text}")
+        return metrics
+
+    def _stop_non_finite(self, step, values):
+        latest = self.manager.latest_checkpoint
+        kept = (
+            f"the last good checkpoint {latest} is kept; rerun the same command to resume from it"
+            if latest
+            else "no checkpoint was written before it"
+        )
+        terms = ", ".join(f"{k}={v:g}" for k, v in values.items())
+        raise NonFiniteLossError(
+            f"{self.task.name}: non-finite loss at step {step} ({terms}); training stopped and "
+            f"nothing was saved for this step: {kept}. Try a lower --learning_rate (now "
+            f"{self.config.learning_rate:g}) and check the data."
+        )
