@@ -373,16 +373,21 @@ def _torch_to_keras(array):
 
 
 def _model_layers(model):
-    """Layers by name, looking into nested models (a name found twice is ambiguous)."""
+    """Layers with weights by name, looking into nested models; ``model`` may be a list of
+    models that together hold one DPT (BRADCN's render encoder + decoder)."""
     found = {}
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            for name, sub in _model_layers(layer).items():
-                if name in found:
-                    raise ValueError(f"layer name {name!r} occurs twice in {model.name!r}")
-                found[name] = sub
-        elif layer.weights:
-            found[layer.name] = layer
+    for layer in model if isinstance(model, (list, tuple)) else model.layers:
+        subs = (
+            _model_layers(layer).items()
+            if isinstance(layer, keras.Model)
+            else [(layer.name, layer)]
+        )
+        for name, sub in subs:
+            if not sub.weights:
+                continue
+            if name in found:
+                raise ValueError(f"layer name {name!r} occurs twice: pass the one DPT (sub)model")
+            found[name] = sub
     return found
 
 
@@ -403,18 +408,23 @@ def _infer_config(layers):
     return cfg
 
 
-def assign_dpt_weights(model, state_dict, source="state_dict"):
-    """Assign a DPT ``state_dict`` (name -> numpy array, PyTorch layout) to ``model``.
+def assign_dpt_weights(model, state_dict, source="state_dict", skip=()):
+    """Assign a DPT ``state_dict`` (name -> numpy array, PyTorch layout) to ``model`` (a model
+    from ``build_dpt``, or a list of models holding one DPT's layers between them).
 
-    Skips exactly the entries of ``UNUSED_KEY_PREFIXES``; any other key the model lacks, any
-    model weight the file lacks, and any shape mismatch raise ``CheckpointMismatchError``
-    naming the keys. Returns the list of skipped keys.
+    Skips exactly the entries of ``UNUSED_KEY_PREFIXES`` (plus the key prefixes in ``skip``,
+    e.g. a depth head's last conv when initialising a render head); any other key the model
+    lacks, any model weight the file lacks, and any shape mismatch raise
+    ``CheckpointMismatchError`` naming the keys. Returns the list of skipped keys.
     """
     layers = _model_layers(model)
     if "head_conv4" not in layers or "layer1_rn" not in layers:
-        raise ValueError(f"model {model.name!r} is not a DPT built by build_dpt")
-    key_map = dpt_key_map(_infer_config(layers))
-    skipped = sorted(k for k in state_dict if k.startswith(UNUSED_KEY_PREFIXES))
+        raise ValueError(f"{source}: the target is not a DPT built by build_dpt (no head_conv4)")
+    skip = UNUSED_KEY_PREFIXES + tuple(skip)
+    key_map = {
+        k: v for k, v in dpt_key_map(_infer_config(layers)).items() if not k.startswith(skip)
+    }
+    skipped = sorted(k for k in state_dict if k.startswith(skip))
     extra = sorted(set(state_dict) - set(key_map) - set(skipped))
     missing = sorted(set(key_map) - set(state_dict))
     problems = []
@@ -440,7 +450,7 @@ def assign_dpt_weights(model, state_dict, source="state_dict"):
         values[key] = (var, value)
     if problems:
         raise CheckpointMismatchError(
-            f"{source} does not match DPT model {model.name!r}: " + "; ".join(problems)
+            f"{source} does not match the DPT model: " + "; ".join(problems)
         )
     for var, value in values.values():
         var.assign(value.astype(var.dtype))
@@ -462,7 +472,7 @@ def dpt_state_dict(model):
     return state
 
 
-def load_dpt_checkpoint(model, path):
+def load_dpt_checkpoint(model, path, skip=()):
     """Load a released DPT/BRViT ``.pt`` (zip or legacy torch format, read without torch) into
     a model from ``build_dpt`` (or any model nesting exactly one DPT's layers).
 
@@ -478,4 +488,4 @@ def load_dpt_checkpoint(model, path):
             f"DPT checkpoint {path!r} not found: download dpt_hybrid_nyu-2ce69ec7.pt or "
             "dpt_hybrid-midas-501f0c75.pt from github.com/isl-org/DPT releases and pass its path"
         )
-    return assign_dpt_weights(model, load_torch_file(path), source=path)
+    return assign_dpt_weights(model, load_torch_file(path), source=path, skip=skip)
