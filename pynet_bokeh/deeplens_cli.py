@@ -147,10 +147,11 @@ def main(argv):
     except UsageError as err:
         raise app.UsageError(str(err)) from None
 
-    from pynet_bokeh.models.deeplens import build_deeplens, load_deeplens_checkpoint
+    from pynet_bokeh.models import deeplens
 
     try:
-        model = load_deeplens_checkpoint(build_deeplens(), FLAGS.checkpoint)
+        prefix = deeplens.resolve_checkpoint(FLAGS.checkpoint)  # before the slow model build
+        model = deeplens.load_deeplens_checkpoint(deeplens.build_deeplens(), prefix)
         written = render_photos(
             model,
             photos,

@@ -274,7 +274,8 @@ def checkpoint_variables(model):
     return out
 
 
-def _resolve(prefix):
+def resolve_checkpoint(prefix):
+    """The checkpoint prefix (accepts PREFIX, PREFIX.index, a folder), or FileNotFoundError."""
     from pynet_bokeh.convert.tf1 import resolve_prefix
 
     try:
@@ -294,7 +295,7 @@ def load_deeplens_checkpoint(model, prefix):
     Raises `DeepLensCheckpointError` naming the variable when one is missing or has another shape;
     nothing is assigned unless every variable fits.
     """
-    prefix = _resolve(prefix)
+    prefix = resolve_checkpoint(prefix)
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
     wanted = checkpoint_variables(model)
