@@ -52,7 +52,7 @@ def linear_to_srgb(x):
 def disc_kernel(radius):
     """Normalised anti-aliased disc of the given radius in pixels (radius <= 0.5: identity)."""
     radius = float(radius)
-    half = int(np.ceil(radius))
+    half = max(int(np.ceil(radius - 0.5)), 0)  # pixels beyond radius + 0.5 get no weight
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
     kernel = np.clip(radius + 0.5 - np.hypot(yy, xx), 0.0, 1.0).astype(np.float32)
     return kernel / kernel.sum()
