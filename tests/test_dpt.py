@@ -197,3 +197,51 @@ def test_std_conv_uses_timm_045_formula():
     x = np.eye(8)[None, None]  # one-hot inputs read out each standardised kernel entry
     out = np.ravel(conv(x))
     np.testing.assert_allclose(out, (np.arange(8) - 3.5) / (np.sqrt(5.25) + 1e-5), rtol=1e-12)
+
+
+def test_dpt_depth_sources_need_weights():
+    from depth_tools.generate import MissingWeightsError, get_depth_source
+
+    with pytest.raises(MissingWeightsError, match="dpt_hybrid_nyu-2ce69ec7.pt"):
+        get_depth_source("dpt-hybrid-nyu", None)
+    with pytest.raises(MissingWeightsError, match="dpt_hybrid-midas-501f0c75.pt"):
+        get_depth_source("dpt-hybrid-midas", None)
+
+
+def test_dpt_depth_sources_write_ebb_maps(tmp_path):
+    """Tiny DPT as both sources: NYU returns metric depth 1/(0.000305 y + 0.1378); both give the
+    same EBB! map (min-max removes the affine step), half size, near (large y) = bright."""
+    import imageio.v3 as iio
+
+    from depth_tools.dpt_source import dpt_depth_source
+    from depth_tools.generate import generate_depth_maps
+
+    keras.utils.set_random_seed(4)
+    net = build_dpt("tiny", head="depth")
+    net.get_layer("head_conv4").bias.assign(np.array([1.0], np.float32))  # y > 0 almost everywhere
+    weights = tmp_path / "tiny_depth.pt"
+    save_torch_zip(weights, dpt_state_dict(net))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(5)
+    small = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    iio.imwrite(photos / "a.png", np.repeat(np.repeat(small, 2, axis=0), 2, axis=1))
+    rgb = (small[None] / 255.0).astype(np.float32)  # ~ what the net sees at working size 96
+    y = keras.ops.convert_to_numpy(net((rgb - 0.5) / 0.5))[..., 0]
+    maps = {}
+    for name in ("dpt-hybrid-midas", "dpt-hybrid-nyu"):
+        source = dpt_depth_source(name, weights, backbone="tiny")
+        assert source.multiple == 32
+        pred = source.predict(rgb)
+        expected = y if name.endswith("midas") else 1.0 / (0.000305 * y + 0.1378)
+        np.testing.assert_allclose(pred, expected, rtol=1e-5, atol=1e-6)
+        out = tmp_path / name
+        result = generate_depth_maps(
+            [(photos / "a.png", out / "a.png")], source, working_long_side=96, progress=False
+        )
+        assert result.written == [out / "a.png"] and not result.failed
+        maps[name] = iio.imread(out / "a.png")
+    midas, nyu = maps["dpt-hybrid-midas"], maps["dpt-hybrid-nyu"]
+    assert midas.shape == (64, 96) and midas.min() == 0 and midas.max() == 255
+    assert np.abs(midas.astype(int) - nyu.astype(int)).max() <= 1
+    assert np.corrcoef(midas.ravel(), y.ravel())[0, 1] > 0.9  # large inverse depth = bright
