@@ -225,12 +225,15 @@ def _write_scene(split_dir, scene_seed, index, size, variants, aperture_range):
     depth01, dmin, dmax = ebb_depth_map(disparity)
     photo = linear_to_srgb(render_layers(layers, 0.0, 0.0))
     shape_disps = [float(layer.disparity) for layer in layers[1:]]
+    visible = np.array([np.count_nonzero(disparity == d) for d in shape_disps], np.float64) + 1
+    visible_share = visible / visible.sum()
     for k in range(variants):
         stem = f"{index}" if variants == 1 else f"{index}_{k}"
         paths = sample_paths(split_dir, stem)
-        # Focus mostly on one of the shapes (the subject), sometimes on the background.
+        # Focus mostly on one of the shapes (the subject; a well visible one is likelier),
+        # sometimes on the background.
         if rng.random() < 0.8:
-            focus = shape_disps[int(rng.integers(0, len(shape_disps)))]
+            focus = shape_disps[int(rng.choice(len(shape_disps), p=visible_share))]
         else:
             focus = float(rng.uniform(layers[0].disparity.min(), layers[0].disparity.max()))
         aperture = float(rng.uniform(*aperture_range))
