@@ -154,7 +154,12 @@ def get_depth_source(name, weights=None):
 def _megadepth_source(weights):
     import tensorflow as tf
 
-    from depth_tools.megadepth import MEGADEPTH_MULTIPLE, build_megadepth, load_megadepth_weights
+    from depth_tools.megadepth import (
+        MEGADEPTH_MULTIPLE,
+        build_megadepth,
+        check_weights_path,
+        load_megadepth_weights,
+    )
 
     if weights is None:
         raise MissingWeightsError(
@@ -163,9 +168,11 @@ def _megadepth_source(weights):
             "from depth-tools-convert); or pass --fallback for a geometric prior that is NOT a "
             "depth estimate."
         )
+    check_weights_path(weights)  # before the (slow) build
     model = load_megadepth_weights(build_megadepth(), weights)
 
-    @tf.function(reduce_retracing=True)
+    # One trace for every batch and working size (tracing the 500-layer graph takes seconds).
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     def predict(rgb):
         return model(rgb, training=False)
 

@@ -162,6 +162,17 @@ def _keras_weights(layer, prefix, state, source):
     return out, [f"{prefix}.{n}" for n in names]
 
 
+def check_weights_path(path):
+    """``path`` as a Path if it is a file, else FileNotFoundError saying where to get it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: MegaDepth weights not found. Download best_generalization_net_G.pth from "
+            "the MegaDepth project page (Li & Snavely, CVPR 2018) and pass its path."
+        )
+    return path
+
+
 def load_megadepth_weights(model, path):
     """Load MegaDepth weights into ``build_megadepth()``'s model, without PyTorch.
 
@@ -170,12 +181,7 @@ def load_megadepth_weights(model, path):
     written by ``depth-tools-convert``. A missing or extra tensor or a wrong shape raises an
     error naming the tensor. Returns ``model``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: MegaDepth weights not found. Download best_generalization_net_G.pth from "
-            "the MegaDepth project page (Li & Snavely, CVPR 2018) and pass its path."
-        )
+    path = check_weights_path(path)
     if path.name.endswith(".h5"):
         model.load_weights(path)
         return model
