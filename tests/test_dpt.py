@@ -13,7 +13,6 @@ from pynet_bokeh.models.dpt import (
     CheckpointMismatchError,
     assign_dpt_weights,
     build_dpt,
-    build_dpt_encoder,
     dpt_config,
     dpt_stage_model,
     dpt_state_dict,
@@ -117,14 +116,13 @@ def tiny():
 
 
 def test_tiny_shapes_and_encoder_strides():
-    cfg = dpt_config("tiny")
     x = np.zeros((2, 64, 96, 3), np.float32)
-    for c in (cfg, dpt_config("tiny_hybrid")):
-        feats = build_dpt_encoder(c)(x)
-        assert [tuple(f.shape) for f in feats] == [
+    for backbone in ("tiny", "tiny_hybrid"):
+        outs = dpt_stage_model(build_dpt(backbone))(x)
+        assert [tuple(outs[f"layer{k}_rn"].shape) for k in range(1, 5)] == [
             (2, 16, 24, 32), (2, 8, 12, 32), (2, 4, 6, 32), (2, 2, 3, 32)
         ]  # fmt: skip
-    assert build_dpt("tiny", head="depth")(x).shape == (2, 64, 96, 1)
+        assert tuple(outs["output"].shape) == (2, 64, 96, 1)
 
 
 def test_state_dict_round_trip_through_pt_file(tiny, tmp_path):

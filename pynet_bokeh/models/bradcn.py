@@ -8,11 +8,15 @@ spec's [R] readings are used, and each is marked "[R]" below.
     out = model(rgb01)                           # dict: bokeh (N,H,W,3), depth, depth_error
     load_bradcn_weights(model, render="BRViT_53_0.pt", depth="dpt_hybrid_nyu-2ce69ec7.pt")
 
+One flat functional model (weights move by layer name, as everywhere in the project): the
+Render Net's DPT layers are named ``render_<dpt name>`` (``render_block3_attn_qkv``), the depth
+net's ``depth_<dpt name>``, ADCN's ``adcn_*``, the Adap convs ``adap_d`` / ``adap_e``.
+
 Data flow (RGB in [0, 1], H and W multiples of 32):
-- Depth Prediction Net (``depth_net``, a DPT with the depth head): input (x - 0.5)/0.5 at the
+- Depth Prediction Net (``depth_*`` layers, a DPT with the depth head): input (x - 0.5)/0.5 at the
   render resolution [R]; ``Do = 1/max(0.000305 y + 0.1378, 1e-8)`` metres (DPT-NYU), and
   ``Do_n = Do / depth_max`` in (0, 1] [R]. Trainable in stage 2 (the paper fine-tunes it).
-- ADCN (``adcn``, a U-Net [P]; its layers are [R]): ``concat[RGB, Do_n]`` -> ``De_n``, the
+- ADCN (``adcn_*`` layers, a U-Net [P]; its layers are [R]): ``concat[RGB, Do_n]`` -> ``De_n``, the
   absolute depth error |Do - Dgt| / depth_max. Frozen in stage 2 [R] (EBB! has no GT depth).
 - Adap [P]: one 3x3 conv to 3 channels per map, separate ``adap_d`` / ``adap_e`` [R].
 - Injection [R]: "Reassemble(Adap(D))" is read as the Render Net's own encoder applied to the
@@ -30,11 +34,9 @@ from keras import ops
 
 from pynet_bokeh.models.dpt import (
     assign_dpt_weights,
-    build_dpt,
-    build_dpt_decoder,
-    build_dpt_encoder,
     dpt_config,
-    load_dpt_checkpoint,
+    dpt_decoder,
+    dpt_encoder,
 )
 from pynet_bokeh.models.dpt_layers import PACKAGE, NyuMetricDepth
 
@@ -126,14 +128,13 @@ def _double_conv(x, ch, name):
     return x
 
 
-def build_adcn(base=64, levels=4, in_channels=4, name="adcn"):
-    """ADCN U-Net [P "based on U-Net"; layers R]: (N, H, W, in_channels) -> De_n (N, H, W, 1) >= 0.
+def adcn(x, base=64, levels=4):
+    """ADCN U-Net [P "based on U-Net"; layers R]: (N, H, W, C) -> De_n (N, H, W, 1) >= 0.
 
     Encoder DC(b), then ``levels`` x [max-pool 2 -> DC(2^i b)]; decoder per level transposed conv
     2x2/2 halving the channels -> concat[skip, up] -> DC; 1x1 conv + ReLU. H, W divisible by
     2^levels. ``paper`` (64, 4) has 31.0 M parameters.
     """
-    x = inp = keras.Input((None, None, in_channels), name="adcn_input")
     skips = []
     for i in range(levels + 1):
         if i:
@@ -146,24 +147,30 @@ def build_adcn(base=64, levels=4, in_channels=4, name="adcn"):
         x = keras.layers.Concatenate(name=f"adcn_concat{i}")([skips[i], x])
         x = _double_conv(x, ch, f"adcn_dec{i}")
     x = keras.layers.Conv2D(1, 1, name="adcn_out")(x)
-    return keras.Model(inp, keras.layers.ReLU(name="adcn_out_relu")(x), name=name)
+    return keras.layers.ReLU(name="adcn_out_relu")(x)
 
 
-def _inject(feats, maps, cfg, render_cfg, x, encoder):
-    """Add the encoded adapted maps to the Render Net's features (spec section 6, [R])."""
-    if not maps:
-        return feats
+def build_adcn(base=64, levels=4, in_channels=4, name="adcn"):
+    """ADCN alone as a model (see ``adcn``)."""
+    inp = keras.Input((None, None, in_channels), name="adcn_input")
+    return keras.Model(inp, adcn(inp, base, levels), name=name)
+
+
+def _inject(maps, cfg, render_cfg, rgb):
+    """E_r features with the adapted maps added (spec section 6, [R]); computes E_r(x) too."""
     mode, f = cfg["inject_encoder"], render_cfg["features"]
-    if mode == "shared":
-        stacked = BatchConcat(name="inject_batch")([x] + [z for _, z in maps])
+    if mode == "shared" and maps:
+        stacked = BatchConcat(name="inject_batch")([rgb] + [z for _, z in maps])
         return [
             BatchChunkSum(1 + len(maps), name=f"inject_sum{k}")(e)
-            for k, e in enumerate(encoder(stacked), start=1)
+            for k, e in enumerate(dpt_encoder(stacked, render_cfg, prefix="render_"), start=1)
         ]
-    terms = [feats]
+    terms = [dpt_encoder(rgb, render_cfg, prefix="render_")]
+    if not maps:
+        return terms[0]
     for tag, z in maps:
         if mode == "separate":
-            terms.append(build_dpt_encoder(render_cfg, name=f"render_encoder_{tag}")(z))
+            terms.append(dpt_encoder(z, render_cfg, prefix=f"render_{tag}_"))
         else:  # light: levels at strides 4, 8, 16, 32
             terms.append(
                 [
@@ -176,6 +183,25 @@ def _inject(feats, maps, cfg, render_cfg, x, encoder):
     return [keras.layers.Add(name=f"inject_sum{k}")([t[k - 1] for t in terms]) for k in range(1, 5)]
 
 
+def set_trainable(model, part, trainable):
+    """(Un)freeze one part of a BRADCN model: ``render`` (incl. injection convs), ``depth``,
+    ``adcn`` or ``adap``. Returns the number of layers with weights changed."""
+    prefixes = {
+        "render": ("render_", "inject_"),
+        "depth": ("depth_",),
+        "adcn": ("adcn_",),
+        "adap": ("adap_",),
+    }
+    if part not in prefixes:
+        raise ValueError(f"part={part!r}: expected one of {sorted(prefixes)}")
+    changed = 0
+    for layer in model.layers:
+        if layer.name.startswith(prefixes[part]) and layer.weights:
+            layer.trainable = trainable
+            changed += 1
+    return changed
+
+
 def build_bradcn(config="paper", name="bradcn", **overrides):
     """BRADCN as a Keras model: input RGB in [0, 1] (N, H, W, 3), H and W multiples of 32;
     output dict ``bokeh`` (N, H, W, 3), ``depth`` (Do_n) and, with ADCN, ``depth_error`` (De_n).
@@ -186,79 +212,81 @@ def build_bradcn(config="paper", name="bradcn", **overrides):
     cfg = bradcn_config(config, **overrides)
     render_cfg = dpt_config(cfg["render"])
     rgb = keras.Input((None, None, 3), name="rgb")
-    outputs = {}
-    maps = []
+    outputs, maps = {}, []
     if cfg["inject_depth"] or cfg["inject_error"]:
-        depth_net = build_dpt(cfg["depth"], head="depth", name="depth_net")
-        depth_net.trainable = not cfg["freeze_depth"]
-        y = depth_net(keras.layers.Rescaling(2.0, offset=-1.0, name="depth_input_norm")(rgb))
+        depth_cfg = dpt_config(cfg["depth"])
+        x = keras.layers.Rescaling(2.0, offset=-1.0, name="depth_input_norm")(rgb)
+        y = dpt_decoder(
+            dpt_encoder(x, depth_cfg, prefix="depth_"), depth_cfg, "depth", prefix="depth_"
+        )
         do = NyuMetricDepth(name="depth_metric")(y)
         do_n = keras.layers.Rescaling(1.0 / cfg["depth_max"], name="depth_normalise")(do)
         outputs["depth"] = do_n
         if cfg["inject_depth"]:
             maps.append(("d", keras.layers.Conv2D(3, 3, padding="same", name="adap_d")(do_n)))
         if cfg["inject_error"]:
-            with_depth = cfg["adcn_in"] == "rgb+depth"
-            adcn = build_adcn(cfg["adcn_base"], cfg["adcn_levels"], 4 if with_depth else 3)
-            adcn.trainable = not cfg["freeze_adcn"]
-            adcn_in = keras.layers.Concatenate(name="adcn_rgbd")([rgb, do_n]) if with_depth else rgb
-            de_n = adcn(adcn_in)
+            x = rgb
+            if cfg["adcn_in"] == "rgb+depth":
+                x = keras.layers.Concatenate(name="adcn_rgbd")([rgb, do_n])
+            de_n = adcn(x, cfg["adcn_base"], cfg["adcn_levels"])
             outputs["depth_error"] = de_n
             maps.append(("e", keras.layers.Conv2D(3, 3, padding="same", name="adap_e")(de_n)))
-    encoder = build_dpt_encoder(render_cfg, name="render_encoder")
-    feats = None if maps and cfg["inject_encoder"] == "shared" else encoder(rgb)
-    feats = _inject(feats, maps, cfg, render_cfg, rgb, encoder)
-    decoder = build_dpt_decoder(render_cfg, head="render", name="render_decoder")
-    outputs = {"bokeh": decoder(feats), **outputs}
-    model = keras.Model(rgb, outputs, name=name)
-    model.bradcn_config = cfg
+    feats = _inject(maps, cfg, render_cfg, rgb)
+    bokeh = dpt_decoder(feats, render_cfg, "render", prefix="render_")
+    model = keras.Model(rgb, {"bokeh": bokeh, **outputs}, name=name)
+    set_trainable(model, "depth", not cfg["freeze_depth"])
+    set_trainable(model, "adcn", not cfg["freeze_adcn"])
     return model
 
 
 def adcn_stage_model(model):
-    """Stage-1 view of a BRADCN model (shared layers): RGB -> {depth: Do_n, depth_error: De_n}.
+    """Stage-1 view of a BRADCN model (shared layers): RGB -> concat[De_n, Do_n] (N, H, W, 2).
 
-    Only ADCN is trained in stage 1; the depth net stays frozen (set ``trainable`` on the
-    ``depth_net`` and ``adcn`` sub-models, as ``bradcn_task`` does).
+    One tensor, channel 0 the ADCN output, channel 1 the depth net's Do_n (the label is built
+    from it). Freeze the depth net and unfreeze ADCN with ``set_trainable`` (``bradcn_task``
+    does).
     """
     if "depth_error" not in model.output:
         raise ValueError(f"model {model.name!r} has no ADCN (built with inject_error=False?)")
-    outs = {k: model.output[k] for k in ("depth", "depth_error")}
-    return keras.Model(model.input, outs, name=model.name + "_adcn_stage")
+    out = keras.layers.Concatenate(name="adcn_stage_output")(
+        [model.output["depth_error"], model.output["depth"]]
+    )
+    return keras.Model(model.input, out, name=model.name + "_adcn_stage")
 
 
-def _render_parts(model):
-    names = [layer.name for layer in model.layers]
-    parts = [[model.get_layer("render_encoder"), model.get_layer("render_decoder")]]
-    for tag in ("d", "e"):
-        if (
-            f"render_encoder_{tag}" in names
-        ):  # separate mode: the copies start from the same weights
-            parts.append(
-                [model.get_layer(f"render_encoder_{tag}"), model.get_layer("render_decoder")]
-            )
-    return parts
+def render_stage_model(model):
+    """Stage-2 view of a BRADCN model (shared layers): RGB -> bokeh (N, H, W, 3)."""
+    return keras.Model(model.input, model.output["bokeh"], name=model.name + "_render_stage")
 
 
 def load_bradcn_weights(model, render=None, depth=None):
     """Initialise from released checkpoints (spec section 9, [R] section 8):
 
     - ``render``: BRViT's ``BRViT_53_0.pt`` (3-channel head) or a DPT depth checkpoint (then all
-      but the 1-channel last head conv ``scratch.output_conv.4`` is loaded);
+      but the 1-channel last head conv ``scratch.output_conv.4`` is loaded); encoder copies of
+      ``inject_encoder="separate"`` start from the same weights;
     - ``depth``: ``dpt_hybrid_nyu-2ce69ec7.pt`` into the Depth Prediction Net.
-    Returns {"render": skipped keys, "depth": skipped keys}.
+    Returns {"render": skipped keys, "depth": skipped keys} for the files given.
     """
     from depth_tools.torch_file import load_torch_file
 
+    names = {layer.name for layer in model.layers}
     skipped = {}
     if render is not None:
         state = load_torch_file(render)
         head = state.get("scratch.output_conv.4.weight")
         skip = ("scratch.output_conv.4.",) if head is not None and head.shape[0] == 1 else ()
-        for parts in _render_parts(model):
-            skipped["render"] = assign_dpt_weights(parts, state, source=str(render), skip=skip)
+        skipped["render"] = assign_dpt_weights(
+            model, state, source=str(render), skip=skip, prefix="render_"
+        )
+        for layer in model.layers:
+            for tag in ("d", "e"):
+                if layer.name.startswith(f"render_{tag}_") and layer.weights:
+                    base = "render_" + layer.name[len(f"render_{tag}_") :]
+                    layer.set_weights(model.get_layer(base).get_weights())
     if depth is not None:
-        if "depth_net" not in [layer.name for layer in model.layers]:
-            raise ValueError(f"model {model.name!r} has no depth_net (both injections disabled)")
-        skipped["depth"] = load_dpt_checkpoint(model.get_layer("depth_net"), depth)
+        if "depth_head_conv4" not in names:
+            raise ValueError(f"model {model.name!r} has no depth net (both injections disabled)")
+        state = load_torch_file(depth)
+        skipped["depth"] = assign_dpt_weights(model, state, source=str(depth), prefix="depth_")
     return skipped

@@ -132,24 +132,26 @@ def _bottleneck(x, width, stride, cfg, name, dtype):
     return keras.layers.ReLU(name=name + "_out", dtype=dtype)(y)
 
 
-def _resnet(x, cfg, dtype):
+def _resnet(x, cfg, dtype, prefix):
     """Hybrid stem: returns the outputs of stages 0, 1, 2 (H/4, H/8, H/16)."""
-    x = _std_conv(x, cfg["resnet_stem"], 7, 2, "resnet_stem_conv", dtype)
-    x = _gn(x, cfg, "resnet_stem_norm", True, dtype)
-    x = keras.layers.MaxPooling2D(3, 2, padding="same", name="resnet_stem_pool", dtype=dtype)(x)
+    x = _std_conv(x, cfg["resnet_stem"], 7, 2, prefix + "resnet_stem_conv", dtype)
+    x = _gn(x, cfg, prefix + "resnet_stem_norm", True, dtype)
+    x = keras.layers.MaxPooling2D(
+        3, 2, padding="same", name=prefix + "resnet_stem_pool", dtype=dtype
+    )(x)
     outs = []
     for s, (n_blocks, width) in enumerate(
         zip(cfg["resnet_layers"], cfg["resnet_widths"], strict=True)
     ):
         for i in range(n_blocks):
             stride = (1, 2, 2)[s] if i == 0 else 1
-            x = _bottleneck(x, width, stride, cfg, f"resnet_s{s}_b{i}", dtype)
+            x = _bottleneck(x, width, stride, cfg, f"{prefix}resnet_s{s}_b{i}", dtype)
         outs.append(x)
     return outs
 
 
-def _transformer_block(x, cfg, j, dtype):
-    name, dim = f"block{j}", cfg["embed_dim"]
+def _transformer_block(x, cfg, j, dtype, prefix):
+    name, dim = f"{prefix}block{j}", cfg["embed_dim"]
     y = keras.layers.LayerNormalization(epsilon=1e-6, name=name + "_norm1", dtype=dtype)(x)
     y = keras.layers.Dense(3 * dim, name=name + "_attn_qkv", dtype=dtype)(y)
     y = SelfAttention(cfg["heads"], name=name + "_attn", dtype=dtype)(y)
@@ -162,9 +164,9 @@ def _transformer_block(x, cfg, j, dtype):
     return keras.layers.Add(name=name + "_add2", dtype=dtype)([x, y])
 
 
-def _reassemble(tokens, grid, k, cfg, dtype):
+def _reassemble(tokens, grid, k, cfg, dtype, prefix):
     """Readout projection, tokens -> (H/16, W/16) grid, then resample to level k's stride."""
-    name, ch = f"reassemble{k}", cfg["reassemble_ch"][k - 1]
+    name, ch = f"{prefix}reassemble{k}", cfg["reassemble_ch"][k - 1]
     x = ReadoutConcat(name=name + "_readout_concat", dtype=dtype)(tokens)
     x = keras.layers.Dense(cfg["embed_dim"], name=name + "_readout_project", dtype=dtype)(x)
     x = keras.layers.Activation("gelu", name=name + "_readout_gelu", dtype=dtype)(x)
@@ -179,31 +181,36 @@ def _reassemble(tokens, grid, k, cfg, dtype):
     return x
 
 
-def dpt_encoder(image, cfg, dtype="float32"):
+def dpt_encoder(image, cfg, dtype="float32", prefix=""):
     """Encoder E(x): normalised NHWC image -> [E1, E2, E3, E4] at H/4 .. H/32, F channels."""
     levels = [None] * 4
     if cfg["hybrid"]:
-        l1, l2, stage2 = _resnet(image, cfg, dtype)
+        l1, l2, stage2 = _resnet(image, cfg, dtype, prefix)
         levels[0], levels[1] = l1, l2
-        grid = keras.layers.Conv2D(cfg["embed_dim"], 1, name="patch_embed_proj", dtype=dtype)(
-            stage2
-        )
+        grid = keras.layers.Conv2D(
+            cfg["embed_dim"], 1, name=prefix + "patch_embed_proj", dtype=dtype
+        )(stage2)
     else:
         p = cfg["patch"]
         grid = keras.layers.Conv2D(
-            cfg["embed_dim"], p, strides=p, name="patch_embed_proj", dtype=dtype
+            cfg["embed_dim"], p, strides=p, name=prefix + "patch_embed_proj", dtype=dtype
         )(image)
-    x = ClassTokenPosEmbed(cfg["pos_grid"], name="pos_embed", dtype=dtype)(grid)
+    x = ClassTokenPosEmbed(cfg["pos_grid"], name=prefix + "pos_embed", dtype=dtype)(grid)
     taps = {}
     for j in range(max(cfg["hooks"]) + 1):
-        x = _transformer_block(x, cfg, j, dtype)
+        x = _transformer_block(x, cfg, j, dtype, prefix)
         taps[j] = x
     for k in range(1, 5):
         if levels[k - 1] is None:
-            levels[k - 1] = _reassemble(taps[cfg["hooks"][k - 1]], grid, k, cfg, dtype)
+            levels[k - 1] = _reassemble(taps[cfg["hooks"][k - 1]], grid, k, cfg, dtype, prefix)
     return [
         keras.layers.Conv2D(
-            cfg["features"], 3, padding="same", use_bias=False, name=f"layer{k}_rn", dtype=dtype
+            cfg["features"],
+            3,
+            padding="same",
+            use_bias=False,
+            name=f"{prefix}layer{k}_rn",
+            dtype=dtype,
         )(lvl)
         for k, lvl in enumerate(levels, start=1)
     ]
@@ -221,9 +228,9 @@ def _rcu(x, features, name, dtype):
     return keras.layers.Add(name=name + "_add", dtype=dtype)([x, y])
 
 
-def _fuse(a, skip, k, features, dtype):
+def _fuse(a, skip, k, features, dtype, prefix):
     """Fusion block: out_conv(Up(RCU2(a + RCU1(skip)))), Up = bilinear x2, align_corners=True."""
-    name = f"refinenet{k}"
+    name = f"{prefix}refinenet{k}"
     if skip is not None:
         a = keras.layers.Add(name=name + "_add", dtype=dtype)(
             [a, _rcu(skip, features, name + "_rcu1", dtype)]
@@ -233,24 +240,26 @@ def _fuse(a, skip, k, features, dtype):
     return keras.layers.Conv2D(features, 1, name=name + "_out_conv", dtype=dtype)(x)
 
 
-def dpt_decoder(feats, cfg, head="depth", dtype="float32"):
+def dpt_decoder(feats, cfg, head="depth", dtype="float32", prefix=""):
     """Decoder + head: [E1..E4] -> N x H x W x C (C = 1 for ``depth``, 3 for ``render``)."""
     if head not in HEADS:
         raise ValueError(f"head={head!r}: expected one of {sorted(HEADS)}")
     f = cfg["features"]
-    path = _fuse(feats[3], None, 4, f, dtype)
+    path = _fuse(feats[3], None, 4, f, dtype, prefix)
     for k in (3, 2, 1):
-        path = _fuse(path, feats[k - 1], k, f, dtype)
-    x = keras.layers.Conv2D(f // 2, 3, padding="same", name="head_conv0", dtype=dtype)(path)
-    x = BilinearUpsample(2, align_corners=True, name="head_up", dtype=dtype)(x)
-    x = keras.layers.Conv2D(cfg["head_hidden"], 3, padding="same", name="head_conv2", dtype=dtype)(
-        x
+        path = _fuse(path, feats[k - 1], k, f, dtype, prefix)
+    x = keras.layers.Conv2D(f // 2, 3, padding="same", name=prefix + "head_conv0", dtype=dtype)(
+        path
     )
-    x = keras.layers.ReLU(name="head_relu3", dtype=dtype)(x)
+    x = BilinearUpsample(2, align_corners=True, name=prefix + "head_up", dtype=dtype)(x)
+    x = keras.layers.Conv2D(
+        cfg["head_hidden"], 3, padding="same", name=prefix + "head_conv2", dtype=dtype
+    )(x)
+    x = keras.layers.ReLU(name=prefix + "head_relu3", dtype=dtype)(x)
     channels, act = HEADS[head]
-    x = keras.layers.Conv2D(channels, 1, name="head_conv4", dtype=dtype)(x)
+    x = keras.layers.Conv2D(channels, 1, name=prefix + "head_conv4", dtype=dtype)(x)
     if act:
-        x = keras.layers.ReLU(name="head_relu5", dtype=dtype)(x)
+        x = keras.layers.ReLU(name=prefix + "head_relu5", dtype=dtype)(x)
     return x
 
 
@@ -267,24 +276,13 @@ def build_dpt(backbone="vitb_rn50_384", head="depth", dtype="float32", name="dpt
     return keras.Model(image, out, name=name)
 
 
-def build_dpt_encoder(cfg, dtype="float32", name="dpt_encoder"):
-    """The encoder alone as a model: image -> [E1, E2, E3, E4] (used by BRADCN)."""
-    image = keras.Input((None, None, 3), name="image", dtype=dtype)
-    return keras.Model(image, dpt_encoder(image, cfg, dtype), name=name)
-
-
-def build_dpt_decoder(cfg, head="render", dtype="float32", name="dpt_decoder"):
-    """The decoder + head alone as a model: [E1..E4] -> N x H x W x C (used by BRADCN)."""
-    f = cfg["features"]
-    feats = [keras.Input((None, None, f), name=f"e{k}", dtype=dtype) for k in range(1, 5)]
-    return keras.Model(feats, dpt_decoder(feats, cfg, head, dtype), name=name)
-
-
-def dpt_stage_model(model):
+def dpt_stage_model(model, prefix=""):
     """A model sharing ``model``'s layers whose dict output holds the stages the reference
     fixture stores: layer1..4, resnet_stage2 (hybrid), tokens at the last two hooks' blocks,
     layerK_rn, path4..path1, head_raw and the output."""
-    layers = {layer.name: layer for layer in model.layers}
+    layers = {
+        layer.name[len(prefix) :]: layer for layer in model.layers if layer.name.startswith(prefix)
+    }
     taps = {}
     if "resnet_stem_conv" in layers:
         for k in (1, 2, 3):
@@ -305,7 +303,8 @@ def dpt_stage_model(model):
     taps.update({f"path{k}": f"refinenet{k}_out_conv" for k in range(1, 5)})
     taps["head_raw"] = "head_conv4"
     outputs = {key: layers[name].output for key, name in taps.items()}
-    outputs["output"] = model.outputs[0]
+    if not prefix:
+        outputs["output"] = model.outputs[0]
     return keras.Model(model.input, outputs, name=model.name + "_stages")
 
 
@@ -372,22 +371,16 @@ def _torch_to_keras(array):
     return array
 
 
-def _model_layers(model):
-    """Layers with weights by name, looking into nested models; ``model`` may be a list of
-    models that together hold one DPT (BRADCN's render encoder + decoder)."""
+def _model_layers(model, prefix=""):
+    """{name without ``prefix``: layer} of the layers with weights whose name starts with
+    ``prefix`` (a DPT inside a bigger flat model, e.g. BRADCN's ``depth_``), nested models
+    included."""
     found = {}
-    for layer in model if isinstance(model, (list, tuple)) else model.layers:
-        subs = (
-            _model_layers(layer).items()
-            if isinstance(layer, keras.Model)
-            else [(layer.name, layer)]
-        )
-        for name, sub in subs:
-            if not sub.weights:
-                continue
-            if name in found:
-                raise ValueError(f"layer name {name!r} occurs twice: pass the one DPT (sub)model")
-            found[name] = sub
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found.update(_model_layers(layer, prefix))
+        elif layer.weights and layer.name.startswith(prefix):
+            found[layer.name[len(prefix) :]] = layer
     return found
 
 
@@ -408,18 +401,20 @@ def _infer_config(layers):
     return cfg
 
 
-def assign_dpt_weights(model, state_dict, source="state_dict", skip=()):
-    """Assign a DPT ``state_dict`` (name -> numpy array, PyTorch layout) to ``model`` (a model
-    from ``build_dpt``, or a list of models holding one DPT's layers between them).
+def assign_dpt_weights(model, state_dict, source="state_dict", skip=(), prefix=""):
+    """Assign a DPT ``state_dict`` (name -> numpy array, PyTorch layout) to the layers of
+    ``model`` named ``prefix`` + the DPT layer name (``build_dpt`` uses no prefix).
 
     Skips exactly the entries of ``UNUSED_KEY_PREFIXES`` (plus the key prefixes in ``skip``,
     e.g. a depth head's last conv when initialising a render head); any other key the model
     lacks, any model weight the file lacks, and any shape mismatch raise
     ``CheckpointMismatchError`` naming the keys. Returns the list of skipped keys.
     """
-    layers = _model_layers(model)
+    layers = _model_layers(model, prefix)
     if "head_conv4" not in layers or "layer1_rn" not in layers:
-        raise ValueError(f"{source}: the target is not a DPT built by build_dpt (no head_conv4)")
+        raise ValueError(
+            f"{source}: model {model.name!r} has no DPT layers named {prefix!r} + 'head_conv4'"
+        )
     skip = UNUSED_KEY_PREFIXES + tuple(skip)
     key_map = {
         k: v for k, v in dpt_key_map(_infer_config(layers)).items() if not k.startswith(skip)
@@ -457,10 +452,10 @@ def assign_dpt_weights(model, state_dict, source="state_dict", skip=()):
     return skipped
 
 
-def dpt_state_dict(model):
+def dpt_state_dict(model, prefix=""):
     """The inverse of ``assign_dpt_weights``: ``model``'s weights as a PyTorch-layout state
     dict (DPT key names, float32), e.g. for ``depth_tools.torch_file.save_torch_zip``."""
-    layers = _model_layers(model)
+    layers = _model_layers(model, prefix)
     state = {}
     for key, (layer_name, index) in dpt_key_map(_infer_config(layers)).items():
         value = keras.ops.convert_to_numpy(layers[layer_name].weights[index]).astype(np.float32)
@@ -472,13 +467,13 @@ def dpt_state_dict(model):
     return state
 
 
-def load_dpt_checkpoint(model, path, skip=()):
+def load_dpt_checkpoint(model, path, skip=(), prefix=""):
     """Load a released DPT/BRViT ``.pt`` (zip or legacy torch format, read without torch) into
-    a model from ``build_dpt`` (or any model nesting exactly one DPT's layers).
+    a model from ``build_dpt`` (or the DPT layers named ``prefix`` + name of a bigger model).
 
     Accepts a bare state_dict or DPT's ``{"model": state_dict, ...}`` form (the reader unwraps
-    it). Returns the skipped
-    keys (the unused ones of ``UNUSED_KEY_PREFIXES``); see ``assign_dpt_weights`` for errors.
+    it). Returns the skipped keys (``UNUSED_KEY_PREFIXES`` and ``skip``); see
+    ``assign_dpt_weights`` for the errors.
     """
     from depth_tools.torch_file import load_torch_file
 
@@ -488,4 +483,5 @@ def load_dpt_checkpoint(model, path, skip=()):
             f"DPT checkpoint {path!r} not found: download dpt_hybrid_nyu-2ce69ec7.pt or "
             "dpt_hybrid-midas-501f0c75.pt from github.com/isl-org/DPT releases and pass its path"
         )
-    return assign_dpt_weights(model, load_torch_file(path), source=path, skip=skip)
+    state = load_torch_file(path)
+    return assign_dpt_weights(model, state, source=path, skip=skip, prefix=prefix)
