@@ -67,6 +67,7 @@ __all__ = [
     "fallback_prior",
     "generate_depth_maps",
     "get_depth_source",
+    "megadepth_source",
     "plan_jobs",
     "register_depth_source",
     "to_inverse_depth",
@@ -152,14 +153,7 @@ def get_depth_source(name, weights=None):
 
 @register_depth_source("megadepth")
 def _megadepth_source(weights):
-    import tensorflow as tf
-
-    from depth_tools.megadepth import (
-        MEGADEPTH_MULTIPLE,
-        build_megadepth,
-        check_weights_path,
-        load_megadepth_weights,
-    )
+    from depth_tools.megadepth import build_megadepth, check_weights_path, load_megadepth_weights
 
     if weights is None:
         raise MissingWeightsError(
@@ -170,6 +164,14 @@ def _megadepth_source(weights):
         )
     check_weights_path(weights)  # before the (slow) build
     model = load_megadepth_weights(build_megadepth(), weights)
+    return megadepth_source(model, f"weights {Path(weights).name}")
+
+
+def megadepth_source(model, weights_note=""):
+    """A DepthSource running a ``build_megadepth()`` model (compiled once for all shapes)."""
+    import tensorflow as tf
+
+    from depth_tools.megadepth import MEGADEPTH_MULTIPLE
 
     # One trace for every batch and working size (tracing the 500-layer graph takes seconds).
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
@@ -181,7 +183,7 @@ def _megadepth_source(weights):
         predict=lambda rgb: predict(tf.convert_to_tensor(rgb, tf.float32)).numpy(),
         output="log_depth",
         multiple=MEGADEPTH_MULTIPLE,
-        description=f"MegaDepth hourglass (Li & Snavely 2018), weights {Path(weights).name}",
+        description=f"MegaDepth hourglass (Li & Snavely 2018) {weights_note}".strip(),
     )
 
 
