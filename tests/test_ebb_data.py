@@ -296,3 +296,18 @@ def test_eval_dataset_gives_whole_images_cropped_to_32(tmp_path, synth_root):
     shutil.copytree(synth_root / "test", tmp_path / "test")
     x, y = next(iter(ebb.ebb_eval_dataset(tmp_path, level=3)))
     assert x.shape == (1, 64, 96, 4) and y.shape == (1, 32, 48, 3)
+
+
+def test_odd_sized_photo_matches_inference_preprocessing(tmp_path):
+    photo = _random_photo(np.random.default_rng(6), 132, 196)[:129, :193]  # 129 x 193
+    depth = image_io.resize_bicubic(photo, image_io.half_size(photo.shape)).mean(axis=-1)
+    _write_pair(tmp_path / "train", "odd", photo, depth)
+    pairs = ebb.validate_pairs(ebb.find_pairs(tmp_path, "train"))
+    x, y = next(iter(ebb.ebb_eval_dataset(None, pairs=pairs, level=1)))
+    ref = image_io.ebb_input(
+        image_io.read_photo(pairs[0].photo), image_io.read_depth(pairs[0].depth)
+    )
+    assert ref.shape == (64, 96, 4) and x.shape == (1, 64, 96, 4) and y.shape == (1, 128, 192, 3)
+    np.testing.assert_allclose(x[0].numpy(), ref, atol=1e-5)
+    bokeh = image_io.read_photo(pairs[0].bokeh)
+    np.testing.assert_allclose(y[0].numpy(), bokeh[:128, :192], atol=1e-6)
