@@ -375,6 +375,8 @@ def generate_depth_maps(
         _warn_fallback()
     if batch_size < 1:
         raise ValueError(f"--batch_size must be at least 1, got {batch_size}")
+    if source is not None:
+        working_size(1, 1, working_long_side, source.multiple)  # fail before any work
     result = GenerateResult([], [], [])
     bar = keras.utils.Progbar(len(jobs), unit_name="photo") if progress else None
     done = 0

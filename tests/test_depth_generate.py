@@ -235,6 +235,12 @@ def test_bad_inputs_are_named(tmp_path):
         plan_jobs(folder, folder)
     with pytest.raises(ValueError, match="unknown depth source; available: .*'megadepth'"):
         get_depth_source("no-such-net")
+    jobs = plan_jobs(folder)
+    with pytest.raises(ValueError, match="--working_size must be positive, got 0"):
+        generate_depth_maps(jobs, _oracle(), 0, progress=False)
+    with pytest.raises(ValueError, match="--batch_size must be at least 1"):
+        generate_depth_maps(jobs, _oracle(), 64, batch_size=0, progress=False)
+    assert not (folder / "depth_maps").exists()
 
 
 def test_plugin_module_registers_a_source(tmp_path, monkeypatch):
