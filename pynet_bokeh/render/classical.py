@@ -77,19 +77,6 @@ class SceneLayer:
     disparity: np.ndarray | float
 
 
-def _bbox(mask, pad):
-    """Row and column bounds of the nonzero part of `mask`, grown by `pad`, clipped."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    h, w = mask.shape
-    return (
-        max(rows[0] - pad, 0),
-        min(rows[-1] + 1 + pad, h),
-        max(cols[0] - pad, 0),
-        min(cols[-1] + 1 + pad, w),
-    )
-
-
 def render_layers(layers, focus_disparity, aperture, *, max_layers=32, radius_step=1.0):
     """Renders the defocused image of a layered scene; returns H x W x 3 linear light.
 
@@ -120,32 +107,42 @@ def render_layers(layers, focus_disparity, aperture, *, max_layers=32, radius_st
     n_bins = int(np.clip(np.ceil((hi - lo) / radius_step), 1, max_layers))
     width = max((hi - lo) / n_bins, 1e-6)
 
-    # First pass: the slices' mean disparity and radius, to order them far to near.
+    # First pass: each slice's mean disparity and radius (to order them far to near) and the
+    # bounding box of its pixels, from one sort of each layer's pixels by bin.
     slices = []
     bin_maps = []
     for i, (layer, disp, radius, cov) in enumerate(zip(layers, disps, radii, covered, strict=True)):
         bins = np.clip(((radius - lo) / width).astype(np.int32), 0, n_bins - 1)
-        bins[~cov] = -1
+        bins[~cov] = n_bins  # not covered: an extra bin, never rendered
         bin_maps.append(bins)
-        alpha = np.asarray(layer.alpha, np.float32)
-        for b in np.unique(bins[cov]):
-            mask = np.where(bins == b, alpha, 0.0)
-            weight = float(mask.sum())
-            mean_disp = float((disp * mask).sum() / weight)
-            mean_radius = abs(float((radius * mask).sum() / weight))
-            slices.append((mean_disp, i, int(b), mean_radius))
-    slices.sort()
+        flat = bins.ravel()
+        alpha = np.asarray(layer.alpha, np.float32).ravel()
+        weight = np.bincount(flat, alpha, n_bins + 1)
+        mean_disp = np.bincount(flat, alpha * disp.ravel(), n_bins + 1) / np.maximum(weight, 1e-12)
+        mean_rad = np.bincount(flat, alpha * radius.ravel(), n_bins + 1) / np.maximum(weight, 1e-12)
+        order = np.argsort(flat, kind="stable")
+        ends = np.cumsum(np.bincount(flat, minlength=n_bins + 1))
+        for b in range(n_bins):
+            if weight[b] <= 0:
+                continue
+            pixels = order[(ends[b - 1] if b else 0) : ends[b]]
+            rows, cols = pixels // w, pixels % w
+            box = (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1)
+            slices.append((float(mean_disp[b]), i, b, abs(float(mean_rad[b])), box))
+    slices.sort(key=lambda s: (s[0], s[1], s[2]))
 
     # Second pass: blur each slice (only the region it touches) and composite it "over".
     acc = np.zeros((h, w, 4), np.float32)
-    for _, i, b, radius in slices:
-        in_bin = bin_maps[i] == b
+    for _, i, b, radius, (r0, r1, c0, c1) in slices:
         pad = int(np.ceil(radius))
-        y0, y1, x0, x1 = _bbox(in_bin, pad)
-        mask = np.where(in_bin[y0:y1, x0:x1], np.asarray(layers[i].alpha[y0:y1, x0:x1]), 0.0)
+        y0, y1 = max(r0 - pad, 0), min(r1 + pad, h)
+        x0, x1 = max(c0 - pad, 0), min(c1 + pad, w)
+        in_bin = bin_maps[i][y0:y1, x0:x1] == b
+        mask = np.where(in_bin, np.asarray(layers[i].alpha[y0:y1, x0:x1], np.float32), 0.0)
         mask = mask.astype(np.float32)[..., None]
-        premult = np.concatenate([layers[i].rgb[y0:y1, x0:x1] * mask, mask], axis=-1)
-        premult = np.ascontiguousarray(premult, np.float32)
+        premult = np.empty((y1 - y0, x1 - x0, 4), np.float32)
+        np.multiply(layers[i].rgb[y0:y1, x0:x1], mask, out=premult[..., :3])
+        premult[..., 3:] = mask
         if radius > 0.5:
             # Reflection matters only at the image border: elsewhere the region has a zero margin.
             premult = cv2.filter2D(
