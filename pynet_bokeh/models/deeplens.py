@@ -19,10 +19,13 @@ import tensorflow as tf
 
 from pynet_bokeh.models.deeplens_layers import (
     ApplyKernel,
+    FocalDepthAt,
     LegacyBilinearResize,
     MinMaxNormalize,
     NormalizeKernel,
     ResizeLike,
+    ReverseChannels,
+    SignedDefocus,
     SymmetricPad,
     Uint8Quantize,
     legacy_bilinear_resize,
@@ -525,6 +528,51 @@ def _given_depth(depth, im320):
     return depth
 
 
+def dof_pyramid(model, levels_bgr, signed, training=False):
+    """DoF images (BGR, unclipped) at every level: lens blur at levels[0], then SR per level.
+
+    Works on eager tensors and on Keras symbolic tensors (graph building) alike. The second SR
+    pass gets the signed defocus resized to the 640 level, as in the original.
+    """
+    kernel = model.lensblur_net([levels_bgr[0], signed], training=training)
+    dof = model.combine([kernel, model.feature_net(levels_bgr[0], training=training)])
+    dofs, s_lo = [dof], signed
+    for i, (lo, hi) in enumerate(zip(levels_bgr[:-1], levels_bgr[1:], strict=True)):
+        if i > 0:
+            s_lo = ResizeLike(name=f"depth_signed_{320 * 2**i}")([signed, lo])
+        dof = model.sr_net([lo, dof, s_lo, hi], training=training)["dof"]
+        dofs.append(dof)
+    return dofs
+
+
+def build_deeplens_graph(model, scale=2, focus="depth", name=None):
+    """One functional Keras model, sharing `model`'s four modules, for the whole graph.
+
+    Inputs (dict; RGB in [0, 1]): `image_320` and, for scale 2 / 4, `image_640` / `image_1280`
+    (each level half the next, rounded down); `aperture` (N, 1); and `focal_depth` (N, 1) when
+    focus="depth", or `focus_xy` (N, 2) in image_320 pixels when focus="point".
+    Output: the top level's DoF image, RGB, unclipped (the trainer's "all" stage uses it).
+    """
+    if scale not in (1, 2, 4):
+        raise ValueError(f"scale must be 1, 2 or 4, got {scale}")
+    names = ["image_320", "image_640", "image_1280"][: scale.bit_length()]
+    inputs = {n: keras.Input((None, None, 3), name=n) for n in names}
+    inputs["aperture"] = keras.Input((1,), name="aperture")
+    bgr = [ReverseChannels(name=f"{n}_bgr")(inputs[n]) for n in names]
+    depth = model.depth_net(bgr[0])["depth"]
+    if focus == "depth":
+        inputs["focal_depth"] = focal = keras.Input((1,), name="focal_depth")
+    elif focus == "point":
+        inputs["focus_xy"] = keras.Input((2,), name="focus_xy")
+        focal = FocalDepthAt(name="focal_depth")([depth, inputs["focus_xy"]])
+    else:
+        raise ValueError(f"focus must be 'depth' or 'point', got {focus!r}")
+    signed = SignedDefocus(name="depth_signed")([depth, focal, inputs["aperture"]])
+    dof = dof_pyramid(model, bgr, signed)[-1]
+    out = ReverseChannels(name="dof_rgb")(dof)
+    return keras.Model(inputs, out, name=name or f"deeplens_{320 * scale}")
+
+
 def deeplens_forward(
     model,
     image_320,
@@ -559,27 +607,71 @@ def deeplens_forward(
     else:
         depth = _given_depth(depth, im320)
     signed, focal = signed_defocus(depth, aperture, focus_xy, focus_depth)
-    kernel = model.lensblur_net([im320, signed], training=training)
-    features = model.feature_net(im320, training=training)
-    dof = model.combine([kernel, features])
-    out.update(depth=depth, depth_signed=signed, focal_depth=focal, dof_320=dof)
-    lo, s_lo = im320, signed
+    levels = [im320]
     for level, image_hi in (("640", image_640), ("1280", image_1280)):
         if image_hi is None:
             break
         hi = _batched(image_hi, f"image_{level}", 3)[..., ::-1]
-        _check_half(lo, hi, "image_320" if level == "640" else "image_640", f"image_{level}")
-        if level == "1280":
-            s_lo = legacy_bilinear_resize(s_lo, lo.shape[1], lo.shape[2])
-        dof = model.sr_net([lo, dof, s_lo, hi], training=training)["dof"]
-        out[f"dof_{level}"] = dof
-        lo = hi
+        _check_half(
+            levels[-1], hi, "image_320" if level == "640" else "image_640", f"image_{level}"
+        )
+        levels.append(hi)
+    dofs = dof_pyramid(model, levels, signed, training=training)
+    out.update(depth=depth, depth_signed=signed, focal_depth=focal)
+    out.update({f"dof_{320 * 2**i}": dof for i, dof in enumerate(dofs)})
     for key in [k for k in out if k.startswith("dof_")]:
         rgb = out[key][..., ::-1]
         out[key] = tf.clip_by_value(rgb, 0.0, 1.0) if clip else rgb
     if unbatched:
         out = {k: v[0] for k, v in out.items()}
     return out
+
+
+# ----------------------------------------------------------------------------- export
+def export_scale(height, width):
+    """The pyramid scale (1, 2, 4) of a fixed export size; raises when it cannot be exported."""
+    long_side = max(height, width)
+    if long_side > MAX_SIDE:
+        raise ValueError(
+            f"export size {width} x {height}: the long side must be at most {MAX_SIDE} (the "
+            "evaluator caps photos there); resize photos before the model instead."
+        )
+    scale = 4 if long_side >= MAX_SIDE else 2 if long_side >= MAX_SIDE // 2 else 1
+    if height % scale or width % scale or min(height, width) // scale < 8:
+        raise ValueError(
+            f"export size {width} x {height} takes the {scale}x path: height and width must be "
+            f"multiples of {scale} (its INTER_AREA halvings are then exact 2 x 2 means) and at "
+            f"least {8 * scale}."
+        )
+    return scale
+
+
+def deeplens_export_function(model, height, width):
+    """A fixed-size Keras model for TFLite: photo in, shallow depth of field out (builtin ops).
+
+    Inputs: `image` (1, height, width, 3) RGB in [0, 1]; `focus_xy` (1, 2) float, the focus point
+    in image pixels (x, y); `aperture` (1, 1) in [0, 1]. Outputs: `image` (RGB, clipped to
+    [0, 1], the input's size) and `depth` (the working-size inverse depth in [0, 1]).
+    The pyramid is the evaluator's (scale by the long side: 1280 -> 4x, >= 640 -> 2x, else 1x).
+    """
+    scale = export_scale(height, width)
+    image = keras.Input((height, width, 3), batch_size=1, name="image")
+    focus_xy = keras.Input((2,), batch_size=1, name="focus_xy")
+    aperture = keras.Input((1,), batch_size=1, name="aperture")
+    levels = [ReverseChannels(name="image_bgr")(image)]
+    for i in range(scale.bit_length() - 1):
+        pool = keras.layers.AveragePooling2D(2, name=f"half_{i + 1}")
+        levels.insert(0, pool(levels[0]))
+    depth = model.depth_net(levels[0])["depth"]
+    focal = FocalDepthAt(scale=scale, name="focal_depth")([depth, focus_xy])
+    signed = SignedDefocus(name="depth_signed")([depth, focal, aperture])
+    dof = dof_pyramid(model, levels, signed)[-1]
+    dof = keras.layers.ReLU(max_value=1.0, name="clip")(ReverseChannels(name="dof_rgb")(dof))
+    return keras.Model(
+        {"image": image, "focus_xy": focus_xy, "aperture": aperture},
+        {"image": dof, "depth": depth},
+        name=f"deeplens_export_{height}x{width}",
+    )
 
 
 # ----------------------------------------------------------------------------- photos

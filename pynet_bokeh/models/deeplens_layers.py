@@ -174,3 +174,55 @@ class MinMaxNormalize(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="pynet_bokeh")
+class ReverseChannels(keras.layers.Layer):
+    """RGB <-> BGR (a gather on the channel axis: a TFLite builtin)."""
+
+    def call(self, x):
+        return ops.take(x, [2, 1, 0], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="pynet_bokeh")
+class FocalDepthAt(keras.layers.Layer):
+    """`[depth (N,H,W,1), focus_xy (N,2)]` -> depth at (x // scale, y // scale) per sample, (N, 1).
+
+    focus_xy is in pixels of an image `scale` times larger than `depth` (clamped to the map).
+    """
+
+    def __init__(self, scale=1, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = int(scale)
+
+    def call(self, inputs):
+        depth, focus = inputs
+        shape = ops.shape(depth)
+        h, w = shape[1], shape[2]
+        xy = ops.floor(ops.cast(focus, "float32") / float(self.scale))
+        x = ops.clip(ops.cast(xy[:, 0], "int32"), 0, w - 1)
+        y = ops.clip(ops.cast(xy[:, 1], "int32"), 0, h - 1)
+        flat = ops.reshape(depth, (-1, h * w))
+        return ops.take_along_axis(flat, ops.expand_dims(y * w + x, 1), axis=1)
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0], 1)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="pynet_bokeh")
+class SignedDefocus(keras.layers.Layer):
+    """`[depth (N,H,W,1), focal_depth (N,1), aperture (N,1)]` -> (depth - focal_depth) * aperture."""
+
+    def call(self, inputs):
+        depth, focal, aperture = inputs
+        focal = ops.reshape(focal, (-1, 1, 1, 1))
+        return (depth - focal) * ops.reshape(aperture, (-1, 1, 1, 1))
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
