@@ -136,7 +136,11 @@ def test_missing_weights_file_says_where_to_get_it(fresh_net, tmp_path):
         load_megadepth_weights(fresh_net, tmp_path / "nope.pth")
 
 
-def test_convert_cli_writes_weights_h5_that_reload_exactly(net, fresh_net, pth, tmp_path):
+def test_convert_cli_writes_weights_h5_that_reload_exactly(
+    net, fresh_net, pth, tmp_path, monkeypatch
+):
+    # The CLI builds its model: hand it fresh_net instead, to spare a build.
+    monkeypatch.setattr("depth_tools.megadepth.build_megadepth", lambda: fresh_net)
     fv = flags.FlagValues()
     convert.define_flags(fv)
     out = tmp_path / "mega.weights.h5"
