@@ -5,10 +5,11 @@
 
 Output (what EBB! stores and PyNET-Bokeh reads): one 8-bit grayscale PNG per photo,
 ``<stem>.png``, at half the photo's size, inverse depth min-max normalised per map to 0..255,
-near = bright. Where the maps go: for a data set root (a folder with ``original/``, or whose
-sub-folders have one) each split's ``original/`` into its ``original_depth/``; for a photo folder
-named ``original`` its sibling ``original_depth/``; for any other folder ``<folder>/depth_maps/``
-(where ``pynet-bokeh render`` looks); or ``--output``.
+near = bright; a flat prediction, which has no min-max, is written as 255 everywhere ("all
+near", so nothing gets blurred). Where the maps go: for a data set root (a folder with
+``original/``, or whose sub-folders have one) each split's ``original/`` into its
+``original_depth/``; for a photo folder named ``original`` its sibling ``original_depth/``; for
+any other folder ``<folder>/depth_maps/`` (where ``pynet-bokeh render`` looks); or ``--output``.
 
 The network runs at a working size: the photo resized (bilinear, aspect kept) so that its long
 side is ``--working_size`` pixels, each side rounded to the source's multiple (16 for MegaDepth);
@@ -36,7 +37,7 @@ registration. ``output`` tells how to get inverse depth: "log_depth" (larger = f
 inverse = exp(-x)), "depth" (larger = farther; inverse = 1/x), "inverse_depth" (disparity,
 larger = nearer; used as is).
 
-Without weights the command refuses, unless ``--fallback``: then a geometric prior (below) is
+Without weights the command refuses, unless ``--fallback``: then a geometric prior (``fallback_prior``) is
 written, with a loud warning and a ``<stem>.fallback.json`` note beside each such map. A later
 run with weights replaces those maps.
 """
