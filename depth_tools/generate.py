@@ -37,9 +37,9 @@ registration. ``output`` tells how to get inverse depth: "log_depth" (larger = f
 inverse = exp(-x)), "depth" (larger = farther; inverse = 1/x), "inverse_depth" (disparity,
 larger = nearer; used as is).
 
-Without weights the command refuses, unless ``--fallback``: then a geometric prior (``fallback_prior``) is
-written, with a loud warning and a ``<stem>.fallback.json`` note beside each such map. A later
-run with weights replaces those maps.
+Without weights the command refuses, unless ``--fallback``: then a geometric prior
+(``fallback_prior``: bottom = near, a centred subject) is written, with a loud warning and a
+``<stem>.fallback.json`` note beside each such map. A later run with weights replaces them.
 """
 
 from __future__ import annotations
