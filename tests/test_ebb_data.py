@@ -311,3 +311,25 @@ def test_odd_sized_photo_matches_inference_preprocessing(tmp_path):
     np.testing.assert_allclose(x[0].numpy(), ref, atol=1e-5)
     bokeh = image_io.read_photo(pairs[0].bokeh)
     np.testing.assert_allclose(y[0].numpy(), bokeh[:128, :192], atol=1e-6)
+
+
+def test_validation_cache_skips_unchanged_files_and_rechecks_changed_ones(
+    tmp_path, synth_root, monkeypatch
+):
+    root = tmp_path / "set"
+    shutil.copytree(synth_root / "train", root / "train")
+    cache = tmp_path / "model" / "ebb_validation.json"
+    first = ebb.validate_pairs(ebb.find_pairs(root, "train"), cache=cache)
+    assert cache.exists() and len(first) == 4
+
+    def no_decoding(path, kind):
+        raise AssertionError(f"{path} decoded again")
+
+    monkeypatch.setattr(ebb, "_check_image", no_decoding)
+    again = ebb.validate_pairs(ebb.find_pairs(root, "train"), cache=cache)
+    assert again == first
+    monkeypatch.undo()
+    photo = root / "train" / "original" / "2.jpg"
+    photo.write_bytes(photo.read_bytes()[:500])  # truncated after it was cached
+    with pytest.raises(ebb.EbbValidationError, match=re.escape(str(photo)) + ": .*truncated"):
+        ebb.validate_pairs(ebb.find_pairs(root, "train"), cache=cache)

@@ -18,9 +18,11 @@ pair rotated / flipped jointly; memory does not grow with the data set's size.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import struct
+import tempfile
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -193,7 +195,58 @@ def _check_image(path, kind):
     return (int(image.shape[0]), int(image.shape[1])), None
 
 
-def _check_pair(pair, require_bokeh):
+class _ValidationCache:
+    """Sizes of files that passed, keyed by path, valid while their size and mtime are unchanged."""
+
+    VERSION = 1
+
+    def __init__(self, path):
+        self.path = Path(path) if path else None
+        self.entries = {}
+        if self.path and self.path.exists():
+            try:
+                data = json.loads(self.path.read_text())
+                if data.get("version") == self.VERSION:
+                    self.entries = data["files"]
+            except (OSError, ValueError, KeyError):
+                self.entries = {}  # unreadable cache: validate everything again
+
+    @staticmethod
+    def _stamp(path):
+        st = os.stat(path)
+        return [st.st_size, st.st_mtime_ns]
+
+    def check(self, path, kind):
+        if self.path is None:
+            return _check_image(path, kind)
+        key = f"{kind}:{os.path.abspath(path)}"
+        try:
+            stamp = self._stamp(path)
+        except OSError:
+            return _check_image(path, kind)
+        entry = self.entries.get(key)
+        if entry and entry[:2] == stamp:
+            return tuple(entry[2:]), None
+        size, problem = _check_image(path, kind)
+        if problem is None:
+            self.entries[key] = stamp + list(size)
+        return size, problem
+
+    def save(self):
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump({"version": self.VERSION, "files": self.entries}, f)
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+
+
+def _check_pair(pair, require_bokeh, cache):
     """(pair with photo_size, problems [(path, what)], depth size warning or None)."""
     problems = []
     stem = pair.stem
@@ -210,7 +263,7 @@ def _check_pair(pair, require_bokeh):
     sizes = {}
     for kind, path in (("photo", pair.photo), ("depth map", pair.depth), ("bokeh", pair.bokeh)):
         if path is not None:
-            sizes[kind], problem = _check_image(path, kind)
+            sizes[kind], problem = cache.check(path, kind)
             if problem:
                 problems.append((path, problem))
     photo, depth, bokeh = sizes.get("photo"), sizes.get("depth map"), sizes.get("bokeh")
@@ -240,7 +293,7 @@ def _check_pair(pair, require_bokeh):
     return dataclasses.replace(pair, photo_size=photo), problems, warning
 
 
-def validate_pairs(pairs, skip_bad=False, require_bokeh=True, workers=None):
+def validate_pairs(pairs, skip_bad=False, require_bokeh=True, workers=None, cache=None):
     """Checks every pair once, reporting all problems together; returns the good pairs.
 
     Checks: a partner missing (photo, depth map, bokeh if `require_bokeh`), an empty, unreadable
@@ -248,8 +301,13 @@ def validate_pairs(pairs, skip_bad=False, require_bokeh=True, workers=None):
     photo, photo and bokeh sizes that differ, and a depth map that is not half the photo's size
     (off by rounding: kept, resized with a warning). Raises `EbbValidationError` listing each
     bad path and its problem, unless `skip_bad`, which logs how many were left out.
+
+    cache: optional JSON file (e.g. in the model folder) remembering the files that passed, by
+    path, size and modification time, so that a rerun (resuming training) does not decode the
+    whole data set again; a changed file is checked again.
     """
     pairs = list(pairs)
+    cache = _ValidationCache(cache)
     if not pairs:
         raise EbbValidationError("no pairs to validate", [])
     workers = workers or min(8, os.cpu_count() or 1)
@@ -257,7 +315,7 @@ def validate_pairs(pairs, skip_bad=False, require_bokeh=True, workers=None):
     results = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         last_log = start
-        for i, result in enumerate(pool.map(lambda p: _check_pair(p, require_bokeh), pairs)):
+        for i, result in enumerate(pool.map(lambda p: _check_pair(p, require_bokeh, cache), pairs)):
             results.append(result)
             now = time.monotonic()
             if now - last_log > 10:
@@ -270,6 +328,7 @@ def validate_pairs(pairs, skip_bad=False, require_bokeh=True, workers=None):
                     (len(pairs) - i - 1) / rate,
                 )
                 last_log = now
+    cache.save()
     good = [pair for pair, problems, _ in results if not problems]
     bad = [(pair, problems) for pair, problems, _ in results if problems]
     resized = [w for pair, problems, w in results if w and not problems]
