@@ -170,7 +170,7 @@ def _check_image(path, kind):
         colour_name = _PNG_COLOUR.get(colour, f"colour type {colour}")
         if depth and (bits != 8 or colour != 0):
             return None, (
-                f"depth map is a {bits}-bit {colour_name} PNG; EBB! depth maps are 8-bit "
+                f"depth map is {bits}-bit {colour_name} PNG; EBB! depth maps are 8-bit "
                 "single-channel (grayscale): convert it or regenerate it with depth-tools-generate"
             )
         if not depth and colour in (4, 6):
@@ -180,7 +180,7 @@ def _check_image(path, kind):
     elif not depth:
         try:
             channels = int(tf.io.extract_jpeg_shape(data)[2])
-        except tf.errors.InvalidArgumentError:
+        except tf.errors.OpError:
             channels = 3  # the decode below reports it
         if channels not in (1, 3):
             return None, f"{kind} is a {channels}-channel (CMYK?) JPEG; save it as RGB"
