@@ -1,0 +1,184 @@
+"""Visual and tabular outputs of an evaluation: panels, error heat maps, CSV, JSON, Markdown.
+
+Everything is written atomically (a temp file, then `os.replace`), so an interrupted run never
+leaves a half-written report behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pynet_bokeh import image_io
+
+ERROR_SCALE = 0.25  # |error| mapped to the top of the heat map's colour scale
+TILE_WIDTH = 512  # panel tiles are downscaled to this width
+
+
+def atomic_write_text(path, text):
+    """Writes `text` to `path` via a temp file in the same folder and `os.replace`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def error_heat_map(pred, target, scale=ERROR_SCALE):
+    """Mean absolute error over channels as an RGB heat map (inferno): 0 black, >= scale yellow."""
+    err = np.mean(np.abs(np.clip(pred, 0, 1) - np.clip(target, 0, 1)), axis=-1)
+    level = np.round(np.clip(err / scale, 0.0, 1.0) * 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(level, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def _tile(image, label, width):
+    """uint8 RGB tile of `width` px with `label` on a dark band at the top."""
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        img = np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    h, w = img.shape[:2]
+    height = max(1, int(round(h * width / w)))
+    img = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+    band = 22
+    img[:band] = (img[:band].astype(np.float32) * 0.3).astype(np.uint8)
+    cv2.putText(img, label, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def panel(rows, width=TILE_WIDTH):
+    """Stacks rows of (image, label) tiles into one uint8 RGB image (tiles share one height)."""
+    rendered = [
+        np.concatenate([_tile(img, label, width) for img, label in row], axis=1) for row in rows
+    ]
+    full = max(r.shape[1] for r in rendered)
+    padded = [np.pad(r, ((0, 0), (0, full - r.shape[1]), (0, 0))) for r in rendered]
+    return np.concatenate(padded, axis=0)
+
+
+def sample_panel(photo, depth, outputs, target=None, width=TILE_WIDTH):
+    """One row per method: input | output | target | error heat map (input | depth | output
+    when there is no target). `outputs` maps method name -> image at the photo's size."""
+    rows = []
+    for name, out in outputs.items():
+        if target is None:
+            rows.append([(photo, "input"), (depth, "depth (near = bright)"), (out, name)])
+        else:
+            heat = error_heat_map(out, target)
+            rows.append(
+                [
+                    (photo, "input"),
+                    (out, name),
+                    (target, "target"),
+                    (heat, f"|{name} - target|, 0..{ERROR_SCALE:g}"),
+                ]
+            )
+    return panel(rows, width)
+
+
+def write_panel(path, image):
+    return image_io.write_image(path, image)
+
+
+def write_csv(path, rows, columns):
+    """Writes dict rows with `columns` as CSV (floats with 6 significant digits)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row.get(k)) for k in columns})
+    return atomic_write_text(path, buf.getvalue())
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.6g}"
+    return "" if value is None else value
+
+
+def write_json(path, data):
+    return atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _cell(value, digits):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}"
+
+
+def markdown_report(summary, panels=(), per_image=()):
+    """The Markdown report: settings, the mean-metric table (best marked), panels, per image."""
+    methods = summary["methods"]
+    has_targets = summary["has_targets"]
+    lines = [f"# Evaluation: {summary['source']}", ""]
+    lines += [f"- {k}: {v}" for k, v in summary["settings"].items()]
+    lines += [f"- images: {summary['count']}", ""]
+    if has_targets:
+        best = {}
+        for key in ("psnr", "ssim", "ms_ssim"):
+            values = [m[key] for m in methods.values() if m.get(key) is not None]
+            best[key] = max(values) if values else None
+        lines += [
+            "| method | PSNR (dB) | SSIM | MS-SSIM | s / image |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, m in methods.items():
+            cells = []
+            for key, digits in (("psnr", 2), ("ssim", 4), ("ms_ssim", 4)):
+                text = _cell(m.get(key), digits)
+                cells.append(
+                    f"**{text}**" if m.get(key) is not None and m.get(key) == best[key] else text
+                )
+            lines.append(f"| {name} | {' | '.join(cells)} | {_cell(m.get('seconds'), 2)} |")
+        lines += [
+            "",
+            "Best value per column in bold. `identity` is the input photo itself and `classical` "
+            "the depth-driven defocus renderer (no learning): a model should beat both.",
+        ]
+    else:
+        lines += [
+            "No targets: outputs and panels only.",
+            "",
+            "| method | s / image |",
+            "|---|---:|",
+        ]
+        lines += [f"| {n} | {_cell(m.get('seconds'), 2)} |" for n, m in methods.items()]
+    if summary.get("failures"):
+        lines += ["", "## Failures", ""]
+        lines += [f"- {f['stem']}: {f['error']}" for f in summary["failures"]]
+    if panels:
+        lines += ["", "## Panels", ""]
+        for rel in panels:
+            lines += [f"![{Path(rel).stem}]({rel})", ""]
+    if per_image and has_targets:
+        lines += [
+            "## Per image",
+            "",
+            "| image | method | PSNR | SSIM | MS-SSIM |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for r in per_image:
+            lines.append(
+                f"| {r['stem']} | {r['method']} | {_cell(r.get('psnr'), 2)} | "
+                f"{_cell(r.get('ssim'), 4)} | {_cell(r.get('ms_ssim'), 4)} |"
+            )
+    return "\n".join(lines) + "\n"
