@@ -181,7 +181,10 @@ def _task_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # checkpoint-saver chatter
+    # TF logs a line per checkpoint save ("Sharding callback duration"); keep progress readable.
+    logging.getLogger("absl").addFilter(
+        lambda record: "Sharding callback" not in record.getMessage()
+    )
     from pynet_bokeh.data.ebb import EbbValidationError
     from pynet_bokeh.training.checkpointing import WeightsMismatchError
     from pynet_bokeh.training.pynet_task import HandOffError

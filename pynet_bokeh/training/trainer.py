@@ -164,7 +164,7 @@ class Trainer:
         else:
             self.log(f"{self.task.name}: starting: {self.task.initialize(self.model)}")
         self._step_fn = tf.function(self._distributed_step)
-        self._predict_fn = tf.function(lambda x: self.train_model(x, training=False))
+        self._predict_fn = tf.function(self._predict_raw, reduce_retracing=True)
         self._built = True
         return int(self.step.numpy())
 
@@ -174,6 +174,8 @@ class Trainer:
         variables = self.train_model.trainable_variables
         with tf.GradientTape() as tape:
             outputs = self.train_model(inputs, training=True)
+            # Losses are computed in float32 whatever the compute dtype (mixed precision).
+            outputs = tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), outputs)
             terms = {
                 k: tf.cast(v, tf.float32)
                 for k, v in self.task.loss_terms(inputs, targets, outputs).items()
@@ -195,6 +197,9 @@ class Trainer:
             k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
             for k, v in per_replica.items()
         }
+
+    def _predict_raw(self, inputs):
+        return self.train_model(inputs, training=False)
 
     def train_step(self, inputs, targets) -> dict:
         """One optimiser step on a batch (a per-replica value under mirrored). Returns floats."""

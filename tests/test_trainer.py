@@ -1,0 +1,276 @@
+"""pynet_bokeh.training.trainer / checkpointing / pynet_task, in-process on CPU.
+
+A tiny toy task exercises the generic loop (resume with optimizer state, data position,
+non-finite loss, mixed precision); PyNET's level task runs levels 7 -> 6 -> 5 on a tiny
+synthetic set with one shared model (its weights are scrambled between levels, as a fresh
+process would have them), a fixed-batch fit, and a level-1 step with a VGG file the test writes.
+"""
+
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from vgg_files import random_vgg19_weights
+
+from pynet_bokeh.training import checkpointing
+from pynet_bokeh.training.pynet_task import HandOffError, PyNetLevelTask
+from pynet_bokeh.training.trainer import NonFiniteLossError, TrainConfig, Trainer, TrainingTask
+
+# ------------------------------------------------------------------------------- toy task
+
+
+class ToyTask:
+    """Learns y = 2x + 1 per pixel with one 1x1 conv; batch k is a pure function of (seed, k)."""
+
+    name = "toy"
+
+    def __init__(self, nan_at_batch=None):
+        self.nan_at_batch = nan_at_batch
+        self.skips = []
+
+    def preflight(self, resuming):
+        self.resuming = resuming
+
+    def build_model(self):
+        x = keras.Input((None, None, 2))
+        y = keras.layers.Conv2D(1, 1, name="toy_conv", kernel_initializer="zeros")(x)
+        return keras.Model(x, y)
+
+    def trainable_model(self, model):
+        return model
+
+    def initialize(self, model):
+        return "zeros"
+
+    def batch(self, seed, k):
+        x = np.random.default_rng([seed, k]).uniform(-1, 1, (4, 3, 3, 2)).astype(np.float32)
+        if k == self.nan_at_batch:
+            x[:] = np.nan
+        return x, 2 * x[..., :1] + 1
+
+    def dataset(self, split, seed, repeat, skip_batches=0):
+        self.skips.append((split, skip_batches))
+        ks = tf.data.Dataset.range(skip_batches, 10_000 if repeat else skip_batches + 2)
+        return ks.map(
+            lambda k: tf.numpy_function(
+                lambda k: self.batch(seed, int(k)), [k], (tf.float32, tf.float32)
+            )
+        ).map(lambda x, y: (tf.ensure_shape(x, (4, 3, 3, 2)), tf.ensure_shape(y, (4, 3, 3, 1))))
+
+    def loss_terms(self, inputs, targets, outputs):
+        return {"l2": tf.reduce_mean(tf.square(outputs - targets))}
+
+    def eval_metrics(self, inputs, targets, outputs):
+        return {"mae": float(np.mean(np.abs(np.asarray(outputs) - np.asarray(targets))))}
+
+    def image_rows(self, inputs, targets, outputs):
+        return tf.concat([inputs[..., :1], outputs, targets], axis=2) * 0 + 0.5
+
+
+def _config(tmp_path, **kw):
+    base = dict(work_dir=str(tmp_path), steps=6, learning_rate=0.05, checkpoint_every=3)
+    base.update(kw)
+    return TrainConfig(**base, verbose=False)
+
+
+def test_toy_task_satisfies_the_protocol():
+    assert isinstance(ToyTask(), TrainingTask)
+
+
+def test_resume_restores_step_weights_optimizer_slots_and_data_position(tmp_path):
+    first = Trainer(ToyTask(), _config(tmp_path, steps=6))
+    result = first.run()
+    assert (result.start_step, result.end_step) == (0, 6)
+    saved_opt = [v.numpy().copy() for v in first.optimizer.variables]
+    saved_w = [w.numpy().copy() for w in first.model.weights]
+    assert int(first.optimizer.iterations.numpy()) == 6
+    assert sorted(os.listdir(tmp_path / "checkpoints"))[-2:] == [
+        "ckpt-6.data-00000-of-00001",
+        "ckpt-6.index",
+    ]
+
+    task = ToyTask()
+    second = Trainer(task, _config(tmp_path, steps=9))
+    assert second.setup() == 6
+    assert task.resuming
+    assert int(second.step.numpy()) == 6
+    assert int(second.optimizer.iterations.numpy()) == 6
+    restored = [v.numpy() for v in second.optimizer.variables]
+    assert len(restored) == len(saved_opt) == 6  # iterations, lr, Adam m and v of kernel and bias
+    for a, b in zip(saved_opt, restored, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(saved_opt[2]).max() > 0  # a real Adam slot, not zeros
+    for a, b in zip(saved_w, second.model.weights, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+    result = second.run()
+    assert (result.start_step, result.end_step) == (6, 9)
+    assert task.skips[0] == ("train", 6)  # continues at batch 6, not replaying batches 0..5
+    assert int(second.optimizer.iterations.numpy()) == 9
+
+
+def test_only_the_last_few_checkpoints_are_kept(tmp_path):
+    Trainer(ToyTask(), _config(tmp_path, steps=10, checkpoint_every=2, keep_checkpoints=2)).run()
+    index = sorted(f for f in os.listdir(tmp_path / "checkpoints") if f.endswith(".index"))
+    assert index == ["ckpt-10.index", "ckpt-8.index"]
+
+
+def test_toy_loss_falls(tmp_path):
+    result = Trainer(ToyTask(), _config(tmp_path, steps=60, learning_rate=0.05)).run()
+    assert result.last_loss < 0.05 * result.first_loss
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = Trainer(ToyTask(nan_at_batch=4), _config(tmp_path, steps=8, checkpoint_every=2))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 5 .*ckpt-4 is kept"):
+        trainer.run()
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-4")
+    assert not os.path.exists(tmp_path / "final.weights.h5")
+    # the kept checkpoint holds finite weights (while the model in memory is now NaN)
+    assert not np.isfinite(trainer.model.weights[0].numpy()).all()
+    fresh = ToyTask().build_model()
+    what = checkpointing.load_initial_weights(fresh, tmp_path)
+    assert what.startswith("training checkpoint") and what.endswith("ckpt-4")
+    assert all(np.isfinite(w.numpy()).all() for w in fresh.weights)
+    assert np.abs(fresh.weights[0].numpy()).max() > 0
+
+
+def test_mixed_precision_computes_in_float16_and_keeps_float32_weights(tmp_path):
+    trainer = Trainer(ToyTask(), _config(tmp_path, steps=3, mixed_precision=True))
+    result = trainer.run()
+    assert math.isfinite(result.last_loss)
+    assert trainer.model.layers[-1].compute_dtype == "float16"
+    assert trainer.model.weights[0].dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+
+
+def test_weights_files_match_layers_by_name(tmp_path):
+    def model(order):
+        x = keras.Input((None, None, 3))
+        outs = [keras.layers.Conv2D(4, 3, padding="same", name=n)(x) for n in order]
+        return keras.Model(x, keras.layers.Add()(outs))
+
+    src = model(["a_conv", "b_conv"])
+    path = checkpointing.save_weights(src, tmp_path / "w.weights.h5")
+    # the same layers in the other order: Keras' positional loader would swap them
+    dst = model(["b_conv", "a_conv"])
+    assert checkpointing.load_weights_by_name(dst, path) == ["b_conv", "a_conv"]
+    for name in ("a_conv", "b_conv"):
+        np.testing.assert_array_equal(
+            src.get_layer(name).kernel.numpy(), dst.get_layer(name).kernel.numpy()
+        )
+    # the file is also a normal Keras weights file
+    src.load_weights(path)
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp")]
+    x = keras.Input((None, None, 3))
+    other = keras.Model(x, keras.layers.Conv2D(5, 3, name="a_conv")(x))
+    with pytest.raises(checkpointing.WeightsMismatchError, match=r"a_conv: file"):
+        checkpointing.load_weights_by_name(other, path)
+
+
+# ----------------------------------------------------------------------------------- PyNET
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    from pynet_bokeh.data.synthetic import ensure_synthetic
+
+    return ensure_synthetic(tmp_path_factory.mktemp("synth"), n_train=4, n_test=2, size=(128, 128))
+
+
+@pytest.fixture(scope="module")
+def pynet():
+    """One PyNET for the module, and its initial (random) weights."""
+    from pynet_bokeh import build_pynet
+
+    model = build_pynet()
+    return model, [w.numpy() for w in model.weights]
+
+
+def _scramble(model, seed):
+    """Other random weights everywhere, as a new process would start with."""
+    rng = np.random.default_rng(seed)
+    for w in model.weights:
+        w.assign(rng.normal(0, 0.02, w.shape).astype(np.float32))
+
+
+def _pynet_trainer(level, data, model_dir, model, steps, **kw):
+    task = PyNetLevelTask(level, data, model_dir, patch_size=32, batch_size=2, model=model, **kw)
+    config = TrainConfig(
+        work_dir=task.work_dir,
+        steps=steps,
+        learning_rate=1e-4,
+        checkpoint_every=100,
+        eval_every=100,
+        eval_batches=1,
+        verbose=False,
+    )
+    return Trainer(task, config)
+
+
+def test_levels_7_6_5_each_start_from_the_previous_levels_final_weights(tmp_path, tiny_set, pynet):
+    pynet = pynet[0]
+    model_dir = tmp_path / "runs"
+    with pytest.raises(HandOffError, match=r"level_6.final\.weights\.h5 does not exist.*--level 6"):
+        _pynet_trainer(5, tiny_set, model_dir, pynet, 2).setup()
+    previous = None
+    for level in (7, 6, 5):
+        _scramble(pynet, seed=level)
+        trainer = _pynet_trainer(level, tiny_set, model_dir, pynet, steps=3)
+        trainer.setup()
+        if previous is not None:
+            # every layer, including all those the previous level trained, holds its final value
+            stored = checkpointing.read_weights_by_name(previous)
+            assert len(stored) == len([la for la in pynet.layers if la.weights]) == 225
+            for name, values in stored.items():
+                for v, w in zip(values, pynet.get_layer(name).weights, strict=True):
+                    np.testing.assert_array_equal(v, w.numpy(), err_msg=name)
+        head = pynet.get_layer(f"level{level}_logits").kernel.numpy().copy()
+        result = trainer.run()
+        assert result.end_step == 3 and math.isfinite(result.last_loss)
+        assert set(result.eval_metrics) == {"psnr"}  # outputs under 11 px: no SSIM
+        # training moved this level's own head
+        assert np.abs(pynet.get_layer(f"level{level}_logits").kernel.numpy() - head).max() > 0
+        previous = result.final_weights
+        assert previous == str(model_dir / f"level_{level}" / "final.weights.h5")
+
+
+def test_level_7_loss_on_a_fixed_batch_falls(tmp_path, tiny_set, pynet):
+    model, initial = pynet
+    for w, v in zip(model.weights, initial, strict=True):
+        w.assign(v)  # the authors' initialisation (truncated normal 0.01, biases 0.01)
+    task = PyNetLevelTask(7, tiny_set, tmp_path, patch_size=64, batch_size=4, model=model)
+    config = TrainConfig(str(tmp_path / "l7"), steps=30, learning_rate=1e-4, verbose=False)
+    trainer = Trainer(task, config)
+    trainer.setup()
+    inputs, targets = next(iter(task.dataset("train", seed=0, repeat=True)))
+    losses = [trainer.train_step(inputs, targets)["loss"] for _ in range(30)]
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_level_1_step_with_a_matconvnet_vgg_file(tmp_path, tiny_set, pynet):
+    pynet = pynet[0]
+    from vgg_files import write_matconvnet
+
+    from pynet_bokeh.training.vgg import MATCONVNET_FILE, load_vgg19
+
+    path = tmp_path / MATCONVNET_FILE
+    write_matconvnet(path, random_vgg19_weights(seed=3))
+    vgg = load_vgg19(path)
+    _scramble(pynet, seed=1)
+    start = checkpointing.save_weights(pynet, tmp_path / "start.weights.h5")
+    # a fresh level 1 needs level 2's weights; --init_from stands in for them here
+    trainer = _pynet_trainer(
+        1, tiny_set, tmp_path / "runs", pynet, steps=1, vgg=vgg, init_from=start
+    )
+    trainer.setup()
+    inputs, targets = next(iter(trainer.task.dataset("train", seed=0, repeat=True)))
+    assert targets.shape == (2, 64, 64, 3)
+    terms = trainer.train_step(inputs, targets)
+    assert sorted(terms) == ["l1", "loss", "ssim", "vgg"]
+    assert all(math.isfinite(v) for v in terms.values())
+    assert terms["vgg"] > 0
+    assert terms["loss"] == pytest.approx(terms["l1"] + terms["vgg"] + terms["ssim"], rel=1e-5)
+    assert int(trainer.optimizer.iterations.numpy()) == 1
