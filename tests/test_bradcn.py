@@ -172,3 +172,99 @@ def test_config_errors():
         bradcn_config("tiny", adcn_width=3)
     with pytest.raises(ValueError, match="config='huge'"):
         build_bradcn("huge")
+
+
+# --- training stages (pynet_bokeh.training.bradcn_task) ---------------------------------------
+
+
+def test_sun_rgbd_depth_decoding():
+    from pynet_bokeh.training.bradcn_task import decode_sun_depth
+
+    def encode(mm):  # the SUN RGB-D files store the millimetres rotated left by 3 bits
+        return ((mm << 3) & 0xFFFF) | (mm >> 13)
+
+    raw = np.array([[encode(1234), encode(9000), 0]], np.uint16)
+    np.testing.assert_allclose(np_(decode_sun_depth(raw)), [[1.234, 8.0, 0.0]], rtol=1e-6)
+
+
+def test_ms_ssim_matches_tf_image():
+    from pynet_bokeh.training.bradcn_task import ms_ssim
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 1, (2, 192, 192, 3)).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype(np.float32)
+    ref = float(tf.reduce_mean(tf.image.ssim_multiscale(a, b, 1.0)))
+    assert abs(float(ms_ssim(a, b)) - ref) < 1e-4
+    assert abs(float(ms_ssim(a, a)) - 1.0) < 1e-6
+
+
+def _train_stage(stage, data, model_dir, steps, **overrides):
+    """Trains one stage with the project's Trainer; returns a fixed batch's loss before/after."""
+    from pynet_bokeh.training.bradcn_task import BradcnTask
+    from pynet_bokeh.training.trainer import TrainConfig, Trainer
+
+    keras.utils.set_random_seed(0)
+    task = BradcnTask(
+        stage, data, model_dir, config="tiny", allow_untrained_depth=True, model_overrides=overrides
+    )
+    config = TrainConfig(
+        work_dir=task.work_dir, steps=steps, learning_rate=1e-3, checkpoint_every=1000,
+        eval_every=1000, eval_batches=1, verbose=False,
+    )  # fmt: skip
+    trainer = Trainer(task, config)
+    trainer.setup()
+    x, y = next(iter(task.dataset("train", seed=1, repeat=False)))
+
+    def fixed_loss():
+        out = trainer.train_model(x, training=False)
+        return float(tf.add_n(list(task.loss_terms(x, y, out).values())))
+
+    before = fixed_loss()
+    assert trainer.run().end_step == steps
+    return before, fixed_loss()
+
+
+@pytest.fixture(scope="module")
+def synthetic_set(tmp_path_factory):
+    from pynet_bokeh.data.synthetic import ensure_synthetic
+
+    return ensure_synthetic(tmp_path_factory.mktemp("data"), n_train=3, n_test=1, size=(128, 192))
+
+
+def test_stage_adcn_then_render_losses_fall(synthetic_set, tmp_path):
+    """Stage adcn (ADCN on the synthetic true depth), then stage render (L1) starting from its
+    weights; light injection and a frozen depth net keep the CPU graph small."""
+    from pynet_bokeh.training.bradcn_task import BradcnTask, HandOffError
+
+    with pytest.raises(HandOffError, match="bradcn_adcn"):
+        BradcnTask("render", synthetic_set, tmp_path, config="tiny").preflight(resuming=False)
+    with pytest.raises(FileNotFoundError, match="dpt_hybrid_nyu"):
+        BradcnTask("adcn", synthetic_set, tmp_path, config="tiny").preflight(resuming=False)
+    knobs = dict(inject_encoder="light", freeze_depth=True)
+    for stage in ("adcn", "render"):
+        before, after = _train_stage(stage, synthetic_set, tmp_path, 30, **knobs)
+        print(stage, before, after)
+        assert after < 0.8 * before, (stage, before, after)
+
+
+@pytest.mark.slow
+def test_all_stages_paper_recipe_losses_fall(synthetic_set, tmp_path):
+    """The paper's recipe on the tiny config (shared injection, depth net fine-tuned): adcn,
+    render (L1), render_msssim (L1 + 1 - MS-SSIM), each from the previous stage's weights."""
+    for stage, steps, factor in (
+        ("adcn", 30, 0.8),
+        ("render", 30, 0.8),
+        ("render_msssim", 40, 0.95),
+    ):
+        before, after = _train_stage(stage, synthetic_set, tmp_path, steps)
+        print(stage, before, after)
+        assert after < factor * before, (stage, before, after)
+
+
+def test_dynamic_shape_graph(tiny):
+    """One traced graph serves any H, W (multiples of 32), as export and serving need."""
+    fn = tf.function(lambda x: tiny(x)["bokeh"])
+    concrete = fn.get_concrete_function(tf.TensorSpec([None, None, None, 3]))
+    for shape in ((1, 64, 96, 3), (1, 96, 64, 3)):
+        x = np.random.default_rng(1).uniform(0, 1, shape).astype(np.float32)
+        np.testing.assert_allclose(np_(concrete(tf.constant(x))), np_(tiny(x)["bokeh"]), atol=1e-4)

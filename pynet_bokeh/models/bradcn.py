@@ -108,8 +108,8 @@ class BatchChunkSum(keras.layers.Layer):
 
     def call(self, x):
         shape = ops.shape(x)
-        parts = ops.reshape(x, (self.chunks, shape[0] // self.chunks, *x.shape[1:]))
-        return ops.sum(parts, axis=0)
+        dims = [d if d is not None else shape[i] for i, d in enumerate(x.shape) if i]
+        return ops.sum(ops.reshape(x, (self.chunks, -1, *dims)), axis=0)
 
     def compute_output_shape(self, input_shape):
         n = input_shape[0]
