@@ -14,6 +14,7 @@ non-trivial output, unlike a freshly initialised PyNET whose output is nearly co
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -33,6 +34,7 @@ from pynet_bokeh.export import (
 )
 from pynet_bokeh.models.layers import ScaledTanh, SpaceToDepth
 
+REPO = Path(__file__).resolve().parents[1]
 H, W = 64, 96
 PYNET_OPS = {
     "ADD",
@@ -90,13 +92,32 @@ def real_inputs(ebb_samples):
 
 
 @pytest.fixture(scope="module")
-def pynet(fixtures_dir, tmp_path_factory):
+def tf1_prefix(fixtures_dir, tmp_path_factory):
     prefix = tmp_path_factory.mktemp("pynet_tf1") / "pynet_bokeh_level_0"
     script = fixtures_dir / "pynet_tf1" / "make_checkpoint.py"
     subprocess.run(
         [sys.executable, str(script), str(prefix), "--seed", "0"], check=True, capture_output=True
     )
-    return load_tf1_checkpoint(build_pynet(), prefix)
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def pynet(tf1_prefix):
+    return load_tf1_checkpoint(build_pynet(), tf1_prefix)
+
+
+def _run_cli(argv):
+    """Runs export_tflite.py's main in this process (no second TensorFlow start-up)."""
+    sys.path.insert(0, str(REPO))
+    import export_tflite
+
+    export_tflite.FLAGS.unparse_flags()
+    export_tflite.FLAGS(["export_tflite.py", *argv])
+    try:
+        export_tflite.main([])
+    finally:
+        export_tflite.FLAGS.unparse_flags()
+        sys.path.remove(str(REPO))
 
 
 def test_photo_samples_follow_the_ebb_convention(ebb_samples, real_inputs):
@@ -226,12 +247,23 @@ def test_synthetic_samples_when_no_photo_is_given():
 
 
 def test_pynet_float32_export_matches_keras_and_the_authors_graph(
-    pynet, ebb_samples, fixtures_dir, tmp_path
+    tf1_prefix, ebb_samples, fixtures_dir, tmp_path, capsys
 ):
-    with pytest.raises(ValueError, match="multiples of 32"):
-        export_tflite(pynet, tmp_path / "bad.tflite", height=60, width=96)
     out = tmp_path / "pynet_l1.tflite"
-    info = export_tflite(pynet, out, "none", H, W, calibration_dir=ebb_samples, repeats=1)
+    _run_cli(
+        [
+            f"--tf1_checkpoint={tf1_prefix}",
+            f"--output={out}",
+            f"--height={H}",
+            f"--width={W}",
+            f"--calibration_dir={ebb_samples}",
+            "--repeats=1",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert f"input  image_depth: [1, {H}, {W}, 4] float32 NHWC" in printed
+    assert "Keras vs LiteRT on a calibration photo" in printed and "CPU latency" in printed
+    info = json.loads(metadata_path(out).read_text())
     assert set(info["ops"]) == PYNET_OPS  # instance norm and conv2d_transpose as builtins
     assert info["parity"]["max_abs_diff"] < 1e-4
     assert info["size_bytes"] > 47_551_791 * 4
@@ -246,6 +278,19 @@ def test_pynet_float32_export_matches_keras_and_the_authors_graph(
     ref = np.load(fixtures_dir / "pynet_tf1" / "reference_seed0.npz")
     got = run_tflite(make_interpreter(out), {"image_depth": ref["input_0"]})["bokeh"]
     np.testing.assert_allclose(got, ref["level1_0"], atol=1e-4)
+
+
+def test_cli_usage_errors(pynet, tmp_path):
+    from absl import app
+
+    with pytest.raises(app.UsageError, match="int8 needs --calibration_dir"):
+        _run_cli(["--weights=x.weights.h5", f"--output={tmp_path}/m.tflite", "--quantization=int8"])
+    with pytest.raises(app.UsageError, match="--output FILE.tflite is required"):
+        _run_cli(["--weights=x.weights.h5", f"--output={tmp_path}/m.h5"])
+    with pytest.raises(ValueError, match="multiples of 32"):
+        export_tflite(pynet, tmp_path / "bad.tflite", height=60, width=96)
+    with pytest.raises(ValueError, match="level 8: the model has outputs"):
+        export_tflite(pynet, tmp_path / "bad.tflite", level=8)
 
 
 def test_pynet_int8_export_keeps_30_db(pynet, ebb_samples, tmp_path):

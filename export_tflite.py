@@ -1,0 +1,101 @@
+"""Export a bokeh model to TFLite / LiteRT (builtin ops only) and check it against Keras.
+
+    # float32 at the EBB! input size (512 x 768 RGB + depth -> 1024 x 1536)
+    python export_tflite.py --weights runs/level_1/final.weights.h5 --output pynet_l1.tflite
+    # the authors' checkpoint, int8 calibrated on real photos + depth maps
+    python export_tflite.py --tf1_checkpoint models/original/pynet_bokeh_level_0 \
+        --output pynet_l1_int8.tflite --quantization int8 --calibration_dir ebb_samples
+    # level 2: a ~4x cheaper model whose output is the input's size
+    python export_tflite.py --weights final.weights.h5 --level 2 --output pynet_l2.tflite
+
+After writing the file it runs one photo (the first of --calibration_dir, else a generated
+scene) through Keras and LiteRT and prints size, max abs difference, PSNR and CPU latency;
+`<output>.json` beside the model records the tensor layout (see docs/android.md).
+"""
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("model", "pynet", ["pynet"], "Which network the checkpoint holds.")
+flags.DEFINE_string("weights", None, "This package's weights file (.weights.h5 / .keras).")
+flags.DEFINE_string("tf1_checkpoint", None, "The authors' TF1 checkpoint prefix instead.")
+flags.DEFINE_string("output", None, "The .tflite file to write (a .json is written beside it).")
+flags.DEFINE_enum("quantization", "none", ["none", "fp16", "dynamic", "int8"], "Quantization.")
+flags.DEFINE_integer("level", 1, "PyNET level: 1 (output 2x the input) or 2 (the input's size).")
+flags.DEFINE_integer("height", 512, "Input height (half the photo's; multiple of 32).")
+flags.DEFINE_integer("width", 768, "Input width (half the photo's; multiple of 32).")
+flags.DEFINE_bool("dynamic", False, "Export with a dynamic input size instead of --height/--width.")
+flags.DEFINE_string("calibration_dir", None, "Photos + EBB! depth maps (int8 calibration, check).")
+flags.DEFINE_string("depth_dir", None, "Depth maps of --calibration_dir if not found beside.")
+flags.DEFINE_integer("num_calibration", 16, "Photos used for int8 calibration.")
+flags.DEFINE_bool("check", True, "Run the Keras vs LiteRT parity and latency check.")
+flags.DEFINE_integer("repeats", 3, "Timed runs per engine in the check (best is reported).")
+flags.DEFINE_integer("num_threads", None, "LiteRT CPU threads (default: all cores).")
+
+
+def load_export_model(model, weights, tf1_checkpoint):
+    """Dispatch point for --model: returns (model, extra keyword arguments for export_tflite).
+
+    Add another network here (e.g. "deeplens") with its loader, its `input_specs` and a
+    `metadata` description of its inputs.
+    """
+    if model == "pynet":
+        from pynet_bokeh.checkpoints import load_pynet
+
+        return load_pynet(weights=weights, tf1_checkpoint=tf1_checkpoint), {}
+    raise app.UsageError(f"--model {model!r} has no loader in export_tflite.load_export_model")
+
+
+def main(argv):
+    del argv
+    from pynet_bokeh.export import export_tflite, metadata_path
+
+    if not FLAGS.output or not FLAGS.output.endswith(".tflite"):
+        raise app.UsageError("--output FILE.tflite is required")
+    if FLAGS.quantization == "int8" and not FLAGS.calibration_dir:
+        raise app.UsageError(
+            "--quantization int8 needs --calibration_dir: a folder of photos with their EBB! "
+            "depth maps (e.g. images/ + depth_maps/), as the app will feed them"
+        )
+    model, extra = load_export_model(FLAGS.model, FLAGS.weights, FLAGS.tf1_checkpoint)
+    logging.info("Exporting %s level %d (%s) ...", FLAGS.model, FLAGS.level, FLAGS.quantization)
+    info = export_tflite(
+        model,
+        FLAGS.output,
+        quantization=FLAGS.quantization,
+        height=FLAGS.height,
+        width=FLAGS.width,
+        dynamic=FLAGS.dynamic,
+        calibration_dir=FLAGS.calibration_dir,
+        level=FLAGS.level,
+        depth_dir=FLAGS.depth_dir,
+        num_calibration=FLAGS.num_calibration,
+        check=FLAGS.check,
+        repeats=FLAGS.repeats,
+        num_threads=FLAGS.num_threads,
+        **extra,
+    )
+    print(f"\nWrote {FLAGS.output} ({info['size_bytes'] / 2**20:.1f} MiB, {FLAGS.quantization})")
+    for tensor in info["inputs"]:
+        print(f"  input  {tensor['name']}: {tensor['shape']} float32 NHWC")
+    for tensor in info["outputs"]:
+        print(f"  output {tensor['name']}: {tensor['shape']} float32 NHWC")
+    print(f"  builtin ops: {', '.join(info['ops'])}")
+    parity = info.get("parity")
+    if parity:
+        print(f"Keras vs LiteRT on a {parity['input']} {parity['input_shape']}:")
+        print(f"  max abs diff {parity['max_abs_diff']:.3g}, PSNR {parity['psnr_db']:.2f} dB")
+        k, t = parity["keras_latency_s"], parity["tflite_latency_s"]
+        print(
+            f"  CPU latency: Keras {k * 1000:.0f} ms, LiteRT {t * 1000:.0f} ms "
+            f"({parity['tflite_threads']} threads), LiteRT / Keras speed-up {k / t:.2f}x"
+        )
+    print(f"Metadata: {metadata_path(FLAGS.output)}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
