@@ -43,7 +43,7 @@ flags.DEFINE_integer("patch_size", None, "Input patch side, a multiple of 32 (de
 flags.DEFINE_integer("steps", None, "Total training steps of this level (default: schedule).")
 flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: schedule).")
 flags.DEFINE_integer("eval_every", None, "Evaluate on the test split every N steps.")
-flags.DEFINE_integer("eval_batches", 8, "Test batches per evaluation.")
+flags.DEFINE_integer("eval_batches", 8, "Test batches per evaluation (0: no evaluation).")
 flags.DEFINE_integer(
     "checkpoint_every", None, "Checkpoint every N steps (default 1000; 50 with --synthetic)."
 )

@@ -17,7 +17,7 @@ from pynet_bokeh.training.schedule import synthetic_schedule
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = str(REPO / "train_level.py")
-TINY = ["--patch_size", "32", "--batch_size", "2", "--eval_every", "1000", "--eval_batches", "1"]
+TINY = ["--patch_size", "32", "--batch_size", "2", "--eval_every", "1000", "--eval_batches", "0"]
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,8 @@ class ToyTask:
         return {"mae": float(np.mean(np.abs(np.asarray(outputs) - np.asarray(targets))))}
 
     def image_rows(self, inputs, targets, outputs):
-        return tf.concat([inputs[..., :1], outputs, targets], axis=2) * 0 + 0.5
+        row = tf.concat([inputs[..., :1], outputs, targets], axis=2)
+        return tf.image.grayscale_to_rgb(tf.clip_by_value(row, 0.0, 1.0))
 
 
 def _config(tmp_path, **kw):
@@ -109,6 +110,32 @@ def test_resume_restores_step_weights_optimizer_slots_and_data_position(tmp_path
     assert (result.start_step, result.end_step) == (6, 9)
     assert task.skips[0] == ("train", 6)  # continues at batch 6, not replaying batches 0..5
     assert int(second.optimizer.iterations.numpy()) == 9
+
+
+def _events(folder):
+    """{tag: (plugin, [values])} from the TensorBoard event files in `folder`."""
+    out = {}
+    for name in os.listdir(folder):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+            for v in event.summary.value:
+                plugin = v.metadata.plugin_data.plugin_name
+                out.setdefault(v.tag, (plugin, []))[1].append(tf.make_ndarray(v.tensor))
+    return out
+
+
+def test_tensorboard_scalars_and_image_rows(tmp_path):
+    Trainer(ToyTask(), _config(tmp_path, steps=20, log_every=10, eval_every=10)).run()
+    train = _events(tmp_path / "logs" / "train")
+    assert set(train) == {"loss", "l2", "steps_per_second"}
+    assert train["loss"][0] == "scalars" and len(train["loss"][1]) == 2  # steps 10 and 20
+    assert train["loss"][1][1] < train["loss"][1][0]
+    evals = _events(tmp_path / "logs" / "eval")
+    assert evals["mae"][0] == "scalars" and len(evals["mae"][1]) == 2
+    plugin, images = evals["input | output | target"]
+    assert plugin == "images"
+    width, height, png = images[0][0], images[0][1], images[0][2]
+    assert (int(width), int(height)) == (9, 3)  # three 3x3 panels side by side
+    assert tf.io.decode_png(png).shape == (3, 9, 3)
 
 
 def test_only_the_last_few_checkpoints_are_kept(tmp_path):
@@ -274,3 +301,26 @@ def test_level_1_step_with_a_matconvnet_vgg_file(tmp_path, tiny_set, pynet):
     assert terms["vgg"] > 0
     assert terms["loss"] == pytest.approx(terms["l1"] + terms["vgg"] + terms["ssim"], rel=1e-5)
     assert int(trainer.optimizer.iterations.numpy()) == 1
+
+
+def test_init_from_the_authors_tf1_checkpoint(tmp_path, fixtures_dir, tiny_set, pynet):
+    import subprocess
+    import sys
+
+    model = pynet[0]
+    _scramble(model, seed=5)
+    folder = fixtures_dir / "pynet_tf1"
+    prefix = tmp_path / "pynet_bokeh_level_0"
+    subprocess.run(
+        [sys.executable, str(folder / "make_checkpoint.py"), str(prefix), "--extra-slots"],
+        check=True,
+        capture_output=True,
+    )
+    task = PyNetLevelTask(3, tiny_set, tmp_path, 32, 2, init_from=str(prefix), model=model)
+    task.preflight(resuming=False)  # no level_4 weights needed with --init_from
+    assert task.initialize(model) == f"weights from the authors' TF1 checkpoint {prefix}"
+    ref = np.load(folder / "reference_seed0.npz")
+    out = model(ref["input_0"])
+    for level in (7, 3):
+        want = ref[f"level{level}_0"]
+        np.testing.assert_allclose(out[f"level{level}"].numpy(), want, atol=1e-4)

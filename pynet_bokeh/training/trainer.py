@@ -213,8 +213,10 @@ class Trainer:
 
     # ------------------------------------------------------------------- eval
     def evaluate(self, writer=None, step=None) -> dict:
-        """Mean of the task's metrics over up to `eval_batches` test batches; logs them."""
+        """Mean of the task's metrics over up to `eval_batches` test batches (0: none); logs them."""
         self.setup()
+        if self.config.eval_batches <= 0:
+            return {}
         sums, count, first = {}, 0, None
         data = self.task.dataset("test", seed=self.config.seed, repeat=False)
         for inputs, targets in data.take(self.config.eval_batches):
@@ -249,6 +251,13 @@ class Trainer:
                 f"{self.strategy.num_replicas_in_sync} device(s)"
             )
         data = self.task.dataset("train", seed=cfg.seed, repeat=True, skip_batches=start)
+        replicas = self.strategy.num_replicas_in_sync
+        batch = tf.nest.flatten(data.element_spec)[0].shape[0]
+        if replicas > 1 and batch is not None and batch % replicas:
+            raise ValueError(
+                f"--batch_size {batch} does not split evenly over {replicas} devices; "
+                f"use a multiple of {replicas}"
+            )
         iterator = iter(self.strategy.experimental_distribute_dataset(data))
         tty = sys.stdout.isatty()
         bar = keras.utils.Progbar(
