@@ -6,12 +6,13 @@ float32 in [0, 1].
 """
 
 import os
-import tempfile
 import warnings
 
 import imageio.v3 as iio
 import numpy as np
 import tensorflow as tf
+
+from pynet_bokeh.files import atomic_path
 
 
 class ImageFileError(ValueError):
@@ -141,16 +142,8 @@ def write_image(path, image):
     path = os.fspath(path)
     if image.dtype != np.uint8:
         image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     suffix = os.path.splitext(path)[1].lower() or ".png"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        kwargs = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+    kwargs = {"quality": 95} if suffix in (".jpg", ".jpeg") else {}
+    with atomic_path(path, suffix=suffix) as tmp:
         iio.imwrite(tmp, image, extension=suffix, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

@@ -1,5 +1,6 @@
 """image_io and inference: reading/validation, EBB! input, reflection padding, full-size render."""
 
+import os
 import warnings
 
 import imageio.v3 as iio
@@ -98,6 +99,9 @@ def test_write_image_atomic(tmp_path):
     back = iio.imread(tmp_path / "a.png")
     np.testing.assert_array_equal(back, np.round(img * 255).astype(np.uint8))
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]  # no temp files left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_render_real_photo_full_size(model, ebb_samples):

@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pynet_bokeh.files import atomic_path
+
 log = logging.getLogger(__name__)
 
 _DEFAULT_OPTIONS = {"input_channels": 4, "instance_norm": True, "instance_norm_level_1": False}
@@ -132,13 +134,6 @@ def convert_tf1_checkpoint(prefix, output, **build_kwargs):
     if not output.endswith(".weights.h5"):
         raise ValueError(f"Output {output!r} must end with .weights.h5 (Keras weights file).")
     model = load_tf1_checkpoint(build_pynet(**build_kwargs), prefix)
-    directory = os.path.dirname(os.path.abspath(output))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(output)}")
-    try:
+    with atomic_path(output, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return output
