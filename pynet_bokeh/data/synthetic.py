@@ -311,8 +311,7 @@ def generate_dataset(
 
     jobs = [(s, i) for s, n in zip(SPLITS, (n_train, n_test), strict=True) for i in range(n)]
     start, done, last_log = time.monotonic(), 0, 0.0
-    for split_index, (split, index) in enumerate(jobs):
-        del split_index
+    for split, index in jobs:
         split_dir = out / split
         stems = [f"{index}"] if variants == 1 else [f"{index}_{k}" for k in range(variants)]
         if not _scene_done(split_dir, stems):
