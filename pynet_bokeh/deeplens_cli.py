@@ -19,8 +19,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string(
     "checkpoint",
     None,
-    "DeepLens checkpoint prefix (the authors' model/model_end2end/model from scott89/deeplens_eval, "
-    "or one written by this package's training), the path before .index / .data-*.",
+    "DeepLens weights: the authors' TF1 checkpoint prefix (model/model_end2end/model from "
+    "scott89/deeplens_eval, the path before .index / .data-*), or a training stage's folder / "
+    "final.weights.h5 (train_level.py --model deeplens).",
 )
 flags.DEFINE_string("focus", None, "focus point X,Y in photo pixels (default: the photo's centre)")
 flags.DEFINE_float(
@@ -150,7 +151,7 @@ def main(argv):
     from pynet_bokeh.models import deeplens
 
     try:
-        prefix = deeplens.resolve_checkpoint(FLAGS.checkpoint)  # before the slow model build
+        prefix = deeplens.resolve_weights(FLAGS.checkpoint)  # before the slow model build
         model = deeplens.load_deeplens_checkpoint(deeplens.build_deeplens(), prefix)
         written = render_photos(
             model,

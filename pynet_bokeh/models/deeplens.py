@@ -13,6 +13,8 @@ Four functional sub-models keep the original layer names (the checkpoint's
 The sub-models work in the original's BGR order; the public functions here take and return RGB.
 """
 
+import os
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -291,14 +293,43 @@ def resolve_checkpoint(prefix):
         ) from None
 
 
+def resolve_weights(path):
+    """A TF1 checkpoint prefix, or a trainer's `.weights.h5` (a stage folder gives its
+    `final.weights.h5`); FileNotFoundError saying what to pass when neither exists."""
+    path = os.fspath(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "final.weights.h5")):
+        path = os.path.join(path, "final.weights.h5")
+    if path.endswith(".weights.h5"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"DeepLens weights file not found: {path!r}.")
+        return path
+    return resolve_checkpoint(path)
+
+
+def is_deeplens_tf1_checkpoint(path):
+    """True when `path` resolves to a TF checkpoint holding `Network/Network/...` variables."""
+    try:
+        prefix = resolve_checkpoint(path)
+    except FileNotFoundError:
+        return False
+    return any(n.startswith("Network/Network/") for n, _ in tf.train.list_variables(prefix))
+
+
 def load_deeplens_checkpoint(model, prefix):
     """Loads the authors' TF1 checkpoint (488 variables under `Network/Network/`) into `model`.
 
     Optimizer slots (`.../Adam`, `.../Adam_1`), beta powers and `global_step` are ignored.
     Raises `DeepLensCheckpointError` naming the variable when one is missing or has another shape;
-    nothing is assigned unless every variable fits.
+    nothing is assigned unless every variable fits. Also accepts the trainer's weights
+    (`<stage folder>/final.weights.h5`, or the folder), matched by module name.
     """
-    prefix = resolve_checkpoint(prefix)
+    path = resolve_weights(prefix)
+    if path.endswith(".weights.h5"):
+        from pynet_bokeh.training.checkpointing import load_weights_by_name
+
+        load_weights_by_name(model, path)
+        return model
+    prefix = path
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
     wanted = checkpoint_variables(model)
@@ -327,7 +358,6 @@ def load_deeplens_checkpoint(model, prefix):
 
 def save_deeplens_checkpoint(model, prefix):
     """Writes the 488 variables in the release's layout (a TF V2 bundle the original code restores)."""
-    import os
     import tempfile
 
     prefix = os.fspath(prefix)

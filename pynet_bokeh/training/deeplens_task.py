@@ -288,10 +288,11 @@ class DeepLensStageTask:
     def dataset(self, split, seed, repeat, skip_batches=0):
         samples = self._samples.get(split)
         if samples is None:
-            if split == "train":
-                samples = self._samples["train"] = find_samples(self.dataset_dir, "train")
-            else:
+            if split != "train" and not os.path.isdir(
+                os.path.join(self.dataset_dir, split, "params")
+            ):
                 return tf.data.Dataset.from_tensors(({}, tf.zeros([0]))).take(0)
+            samples = self._samples[split] = find_samples(self.dataset_dir, split)
         train = split == "train"
         table = {
             k: [s[k] for s in samples] for k in ("photo", "bokeh", "depth", "focus", "aperture")
