@@ -144,6 +144,66 @@ def write_saved_model(model, directory, input_specs, output_name=OUTPUT_NAME, tr
     return directory
 
 
+@keras.saving.register_keras_serializable(package="pynet_bokeh")
+class InstanceNorm4D(keras.layers.Layer):
+    """Instance norm on 4-D tensors only: the export-time twin of
+    `GroupNormalization(groups=-1)` (same weights: gamma, beta).
+
+    Keras's GroupNormalization reshapes to 5-D (N, H, W, groups, 1); the TFLite GPU delegate
+    handles at most 4-D tensors, so those ops would fall back to the CPU on a phone.
+    """
+
+    def __init__(self, epsilon=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.gamma = self.add_weight(shape=(channels,), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(channels,), initializer="zeros", name="beta")
+
+    def call(self, x):
+        mean = keras.ops.mean(x, axis=(1, 2), keepdims=True)
+        variance = keras.ops.mean(keras.ops.square(x - mean), axis=(1, 2), keepdims=True)
+        inv = keras.ops.rsqrt(variance + self.epsilon) * self.gamma
+        return x * inv + (self.beta - mean * inv)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def _is_instance_norm(layer):
+    if not isinstance(layer, keras.layers.GroupNormalization):
+        return False
+    channels = layer.input.shape[-1]
+    return layer.axis in (-1, 3) and layer.groups in (-1, channels) and layer.scale and layer.center
+
+
+def with_4d_instance_norm(model):
+    """A copy of a functional `model` whose instance norms are `InstanceNorm4D` (same weights).
+
+    Other layers are shared, not copied. Returns `model` itself when it has no instance norm.
+    """
+    if not any(_is_instance_norm(layer) for layer in model.layers):
+        return model
+    replaced = {}
+
+    def clone(layer):
+        if _is_instance_norm(layer):
+            new = InstanceNorm4D(epsilon=layer.epsilon, name=layer.name)
+            replaced[layer.name] = (new, layer)
+            return new
+        return layer
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for new, old in replaced.values():
+        new.set_weights(old.get_weights())
+    return copy
+
+
 # ------------------------------------------------------------------------------ conversion
 
 _FLEX_OP = re.compile(r"\btf\.([A-Z][A-Za-z0-9]*)\(")
@@ -465,7 +525,8 @@ def export_tflite(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pynet_export_") as tmp:
         log.info("Tracing the model to a SavedModel ...")
-        write_saved_model(net, tmp, input_specs, output_name, track)
+        exported = with_4d_instance_norm(net) if isinstance(net, keras.Model) else net
+        write_saved_model(exported, tmp, input_specs, output_name, track)
         log.info("Converting to TFLite (%s) ...", quantization)
         content = convert_saved_model(
             tmp, quantization, (lambda: iter(samples)) if quantization == "int8" else None
@@ -511,7 +572,8 @@ def export_tflite(
             if samples:
                 feeds = samples[0]
                 source = "calibration photo"
-            elif is_pynet:
+            elif len(input_specs) == 1 and next(iter(input_specs.values())).shape[-1] == 4:
+                # an RGB + depth input, as PyNET's
                 feeds = {next(iter(input_specs)): synthetic_samples(size, 1)[0][None]}
                 source = "generated scene (pass calibration_dir for a real photo)"
             else:

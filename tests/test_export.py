@@ -24,6 +24,7 @@ import tensorflow as tf
 from pynet_bokeh import build_pynet, level_model, load_tf1_checkpoint
 from pynet_bokeh.export import (
     FlexOpsError,
+    InstanceNorm4D,
     export_tflite,
     fit_to_size,
     make_interpreter,
@@ -31,6 +32,7 @@ from pynet_bokeh.export import (
     photo_samples,
     run_tflite,
     synthetic_samples,
+    with_4d_instance_norm,
 )
 from pynet_bokeh.models.layers import ScaledTanh, SpaceToDepth
 
@@ -44,11 +46,9 @@ PYNET_OPS = {
     "MAX_POOL_2D",
     "MEAN",
     "MUL",
-    "NEG",
-    "RESHAPE",
     "RSQRT",
     "SPACE_TO_DEPTH",
-    "SQUARE",
+    "SQUARED_DIFFERENCE",
     "SUB",
     "TANH",
     "TRANSPOSE_CONV",
@@ -57,6 +57,25 @@ PYNET_OPS = {
 
 def _psnr(a, b):
     return 10 * np.log10(1.0 / np.mean((np.asarray(a, np.float64) - b) ** 2))
+
+
+def _max_tensor_rank(path):
+    interpreter = make_interpreter(path, default_delegates=False)
+    ranks = {d["index"]: len(d["shape"]) for d in interpreter.get_tensor_details()}
+    return max(ranks[t] for op in interpreter._get_ops_details() for t in op["outputs"])
+
+
+def test_instance_norm_becomes_4d_with_the_same_numbers(tiny):
+    copy = with_4d_instance_norm(tiny)
+    assert isinstance(copy.get_layer("in"), InstanceNorm4D)
+    assert copy.get_layer("c") is tiny.get_layer("c")  # other layers are shared
+    norm = tiny.get_layer("in")
+    norm.set_weights([np.linspace(0.5, 2, 32), np.linspace(-0.3, 0.3, 32)])
+    copy = with_4d_instance_norm(tiny)
+    x = np.random.default_rng(0).random((2, 32, 64, 4), dtype=np.float32)
+    np.testing.assert_allclose(copy(x), tiny(x), atol=1e-5)
+    no_norm = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 1)])
+    assert with_4d_instance_norm(no_norm) is no_norm
 
 
 def _tiny_pynet_like():
@@ -152,6 +171,7 @@ def test_every_quantization_mode_matches_keras(tiny, ebb_samples, tmp_path, quan
         assert parity["max_abs_diff"] < 1e-4
     ops = set(info["ops"])
     assert {"SPACE_TO_DEPTH", "TRANSPOSE_CONV", "MEAN", "RSQRT", "CONV_2D"} <= ops
+    assert _max_tensor_rank(out) == 4  # no 5-D tensors: the GPU delegate takes the whole graph
     assert not [op for op in ops if op.startswith("Flex") or op == "CUSTOM"]
     if quantization == "int8":
         assert {"QUANTIZE", "DEQUANTIZE"} <= ops
@@ -265,6 +285,7 @@ def test_pynet_float32_export_matches_keras_and_the_authors_graph(
     assert "Keras vs LiteRT on a calibration photo" in printed and "CPU latency" in printed
     info = json.loads(metadata_path(out).read_text())
     assert set(info["ops"]) == PYNET_OPS  # instance norm and conv2d_transpose as builtins
+    assert _max_tensor_rank(out) == 4
     assert info["parity"]["max_abs_diff"] < 1e-4
     assert info["size_bytes"] > 47_551_791 * 4
     assert info["level"] == 1 and info["model"] == "pynet"
