@@ -56,6 +56,9 @@ flags.DEFINE_string(
 )
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored"], "tf.distribute strategy.")
 flags.DEFINE_bool("mixed_precision", False, "mixed_float16 compute (losses stay float32).")
+flags.DEFINE_bool(
+    "run_eagerly", False, "Run steps eagerly (no tf.function): for debugging and very short runs."
+)
 flags.DEFINE_string(
     "vgg_weights",
     None,
@@ -157,6 +160,7 @@ def build(argv=None):
         seed=FLAGS.seed,
         strategy=FLAGS.strategy,
         mixed_precision=FLAGS.mixed_precision,
+        run_eagerly=FLAGS.run_eagerly,
     )
     return task, config
 

@@ -125,6 +125,8 @@ def test_sigkill_after_first_checkpoint_then_rerun_resumes_with_optimizer_state(
 
     args = ["--level", "7", "--dataset_dir", str(tiny_set), "--model_dir", str(tmp_path), *TINY]
     ckpt_dir = tmp_path / "level_7" / "checkpoints"
+    # eager steps: the resume logic does not depend on tracing, which would cost ~10-30 s
+    args.append("--run_eagerly")
     proc = subprocess.Popen(
         [sys.executable, SCRIPT, *args, "--steps", "1000", "--checkpoint_every", "3"],
         stdout=subprocess.PIPE,

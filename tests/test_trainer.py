@@ -223,7 +223,9 @@ def _scramble(model, seed):
         w.assign(rng.normal(0, 0.02, w.shape).astype(np.float32))
 
 
-def _pynet_trainer(level, data, model_dir, model, steps, **kw):
+def _pynet_trainer(level, data, model_dir, model, steps, eval_batches=0, **kw):
+    # A few eager steps cost seconds; tracing PyNET's gradient costs tens of seconds per level
+    # (test_level_7_loss_on_a_fixed_batch_falls and the mirrored CLI test cover tf.function).
     task = PyNetLevelTask(level, data, model_dir, patch_size=32, batch_size=2, model=model, **kw)
     config = TrainConfig(
         work_dir=task.work_dir,
@@ -231,7 +233,8 @@ def _pynet_trainer(level, data, model_dir, model, steps, **kw):
         learning_rate=1e-4,
         checkpoint_every=100,
         eval_every=100,
-        eval_batches=1,
+        eval_batches=eval_batches,
+        run_eagerly=True,
         verbose=False,
     )
     return Trainer(task, config)
@@ -245,7 +248,9 @@ def test_levels_7_6_5_each_start_from_the_previous_levels_final_weights(tmp_path
     previous = None
     for level in (7, 6, 5):
         _scramble(pynet, seed=level)
-        trainer = _pynet_trainer(level, tiny_set, model_dir, pynet, steps=3)
+        trainer = _pynet_trainer(
+            level, tiny_set, model_dir, pynet, steps=2, eval_batches=level == 5
+        )
         trainer.setup()
         if previous is not None:
             # every layer, including all those the previous level trained, holds its final value
@@ -256,8 +261,10 @@ def test_levels_7_6_5_each_start_from_the_previous_levels_final_weights(tmp_path
                     np.testing.assert_array_equal(v, w.numpy(), err_msg=name)
         head = pynet.get_layer(f"level{level}_logits").kernel.numpy().copy()
         result = trainer.run()
-        assert result.end_step == 3 and math.isfinite(result.last_loss)
-        assert set(result.eval_metrics) == {"psnr"}  # outputs under 11 px: no SSIM
+        assert result.end_step == 2 and math.isfinite(result.last_loss)
+        if level == 5:
+            assert set(result.eval_metrics) == {"psnr"}  # outputs under 11 px: no SSIM
+            assert 5 < result.eval_metrics["psnr"] < 40
         # training moved this level's own head
         assert np.abs(pynet.get_layer(f"level{level}_logits").kernel.numpy() - head).max() > 0
         previous = result.final_weights

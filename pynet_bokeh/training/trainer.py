@@ -80,6 +80,7 @@ class TrainConfig:
     seed: int = 0
     strategy: str = "default"
     mixed_precision: bool = False
+    run_eagerly: bool = False  # no tf.function: slower steps, no tracing (debugging, few steps)
     verbose: bool = True
 
 
@@ -163,8 +164,11 @@ class Trainer:
             )
         else:
             self.log(f"{self.task.name}: starting: {self.task.initialize(self.model)}")
-        self._step_fn = tf.function(self._distributed_step)
-        self._predict_fn = tf.function(self._predict_raw, reduce_retracing=True)
+        if self.config.run_eagerly:
+            self._step_fn, self._predict_fn = self._distributed_step, self._predict_raw
+        else:
+            self._step_fn = tf.function(self._distributed_step)
+            self._predict_fn = tf.function(self._predict_raw, reduce_retracing=True)
         self._built = True
         return int(self.step.numpy())
 
