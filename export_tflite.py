@@ -85,6 +85,14 @@ def main(argv):
     if parity:
         print(f"Keras vs LiteRT on a {parity['input']} {parity['input_shape']}:")
         print(f"  max abs diff {parity['max_abs_diff']:.3g}, PSNR {parity['psnr_db']:.2f} dB")
+        if FLAGS.quantization == "none" and parity["max_abs_diff"] > 1e-4:
+            logging.warning("float32 file differs from Keras by more than 1e-4: please report")
+        elif FLAGS.quantization != "none" and parity["psnr_db"] < 30:
+            logging.warning(
+                "%s file is below 30 dB against Keras%s",
+                FLAGS.quantization,
+                "; calibrate on more / more typical photos" if FLAGS.quantization == "int8" else "",
+            )
         k, t = parity["keras_latency_s"], parity["tflite_latency_s"]
         print(
             f"  CPU latency: Keras {k * 1000:.0f} ms, LiteRT {t * 1000:.0f} ms "

@@ -444,6 +444,16 @@ def _atomic_write(path, data: bytes):
         raise
 
 
+def _mobile_graph(net):
+    if not isinstance(net, keras.Model):
+        return net
+    try:
+        return with_4d_instance_norm(net)
+    except (ValueError, TypeError) as err:  # a subclassed model cannot be cloned
+        log.warning("Instance norms kept as they are (the model cannot be cloned: %s)", err)
+        return net
+
+
 def metadata_path(output):
     """The JSON written next to a .tflite file: `model.tflite` -> `model.json`."""
     return Path(output).with_suffix(".json")
@@ -474,8 +484,10 @@ def export_tflite(
     """Exports `model` to `output` (.tflite) and writes `<output stem>.json` beside it.
 
     model: a full PyNET (its `level` output is exported: 1 = twice the input's size, 2 = the
-        input's size at ~4x less compute), any keras.Model, or a callable taking the named
-        inputs as keyword arguments (then `input_specs` and `track` are needed).
+        input's size; about the same compute, since levels 1-2 are two small layers), a level
+        model, any keras.Model, or a callable taking the named inputs as keyword arguments
+        (then `input_specs` and `track` are needed). Instance norms of functional models are
+        exported as 4-D ops (`with_4d_instance_norm`); the parity check compares with `model`.
     height, width: the fixed input size (default the EBB! 512 x 768; multiples of 32 for
         PyNET); dynamic=True exports [1, None, None, C] instead.
     calibration_dir: photos + EBB! depth maps (e.g. `images/` + `depth_maps/`) for int8
@@ -525,7 +537,7 @@ def export_tflite(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pynet_export_") as tmp:
         log.info("Tracing the model to a SavedModel ...")
-        exported = with_4d_instance_norm(net) if isinstance(net, keras.Model) else net
+        exported = _mobile_graph(net)
         write_saved_model(exported, tmp, input_specs, output_name, track)
         log.info("Converting to TFLite (%s) ...", quantization)
         content = convert_saved_model(
@@ -566,6 +578,8 @@ def export_tflite(
         info.update(pynet_io_description(level, size, dynamic))
     if metadata:
         info.update(metadata)
+    # The JSON goes out now, and again with the parity numbers: never a model without its JSON.
+    _atomic_write(metadata_path(output), (json.dumps(info, indent=2) + "\n").encode())
     if check:
         feeds = parity_feeds
         if feeds is None:
@@ -581,7 +595,7 @@ def export_tflite(
         else:
             source = "given"
         info["parity"] = {"input": source, **parity_check(net, output, feeds, repeats, num_threads)}
-    _atomic_write(metadata_path(output), (json.dumps(info, indent=2) + "\n").encode())
+        _atomic_write(metadata_path(output), (json.dumps(info, indent=2) + "\n").encode())
     return info
 
 
