@@ -228,7 +228,8 @@ def _train_stage(stage, data, model_dir, steps, **overrides):
 def synthetic_set(tmp_path_factory):
     from pynet_bokeh.data.synthetic import ensure_synthetic
 
-    return ensure_synthetic(tmp_path_factory.mktemp("data"), n_train=3, n_test=1, size=(128, 192))
+    # no test split: the stages skip evaluation (and its graph tracing)
+    return ensure_synthetic(tmp_path_factory.mktemp("data"), n_train=3, n_test=0, size=(128, 192))
 
 
 def test_stage_adcn_then_render_losses_fall(synthetic_set, tmp_path):
@@ -268,3 +269,20 @@ def test_dynamic_shape_graph(tiny):
     for shape in ((1, 64, 96, 3), (1, 96, 64, 3)):
         x = np.random.default_rng(1).uniform(0, 1, shape).astype(np.float32)
         np.testing.assert_allclose(np_(concrete(tf.constant(x))), np_(tiny(x)["bokeh"]), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_tflite_export_builtin_ops(tmp_path):
+    """The render view of tiny BRADCN converts with builtin ops only and matches Keras."""
+    from pynet_bokeh import export
+
+    model = render_stage_model(informative(build_bradcn("tiny")))
+    export.write_saved_model(model, tmp_path / "sm", export.default_input_specs(model, 64, 96))
+    tflite = export.convert_saved_model(tmp_path / "sm")
+    export.check_builtin_ops(export.op_names(tflite))
+    interpreter = export.make_interpreter(tflite)
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], X[:1])
+    interpreter.invoke()
+    out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    ref = np_(model(X[:1]))
+    assert np.abs(out - ref).max() < 1e-4 * np.abs(ref).max()
