@@ -157,6 +157,27 @@ def test_load_bradcn_weights_from_dpt_checkpoints(tmp_path):
         )
 
 
+def test_load_and_render_a_photo(tiny, tmp_path):
+    """Trainer weights file -> load_bradcn -> the paper's test protocol on an odd-sized photo."""
+    import cv2
+
+    from pynet_bokeh.models.bradcn import load_bradcn, render_bradcn
+    from pynet_bokeh.training.checkpointing import save_weights
+
+    path = save_weights(tiny, tmp_path / "final.weights.h5")
+    model = load_bradcn(path, config="tiny")
+    photo = np.random.default_rng(2).uniform(0, 1, (100, 150, 3)).astype(np.float32)
+    out = render_bradcn(model, photo)
+    assert out.shape == (100, 150, 3) and out.min() >= 0 and out.max() <= 1
+    half = cv2.resize(photo, (75, 50), interpolation=cv2.INTER_AREA)
+    padded = np.pad(half, ((0, 14), (0, 21), (0, 0)), mode="reflect")[None]  # to 64 x 96
+    ref = np_(tiny(padded)["bokeh"])[0, :50, :75]
+    small = cv2.resize(out, (75, 50), interpolation=cv2.INTER_AREA)
+    assert np.abs(small - np.clip(ref, 0, 1)).mean() < 0.05
+    with pytest.raises(ValueError, match="H x W x 3"):
+        render_bradcn(model, photo[..., :2])
+
+
 def test_keras_round_trip(tiny, tmp_path):
     path = tmp_path / "bradcn_tiny.keras"
     tiny.save(path)
