@@ -307,3 +307,31 @@ def test_tflite_export_builtin_ops(tmp_path):
     out = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     ref = np_(model(X[:1]))
     assert np.abs(out - ref).max() < 1e-4 * np.abs(ref).max()
+
+
+def test_task_from_flags_schedule_and_errors(tmp_path):
+    from types import SimpleNamespace
+
+    from absl import app
+
+    from pynet_bokeh.training.bradcn_task import task_from_flags
+
+    flags = SimpleNamespace(
+        stage="render_msssim", synthetic=False, dataset_dir=str(tmp_path), model_dir="runs/pynet",
+        batch_size=None, patch_size=None, steps=None, learning_rate=None, eval_every=None,
+        eval_batches=8, checkpoint_every=None, keep_checkpoints=3, init_from=None, strategy="default",
+        mixed_precision=False, skip_bad=False, seed=0,
+    )  # fmt: skip
+    task, config = task_from_flags(flags)
+    assert (task.config, task.patch_size, task.batch_size) == ("paper", 512, 1)
+    assert (config.steps, config.learning_rate) == (30 * 4400, 5e-5)
+    assert config.work_dir == "runs/bradcn/bradcn_render_msssim"
+    flags.stage, flags.steps = "adcn", 10
+    task, config = task_from_flags(flags)
+    assert (config.steps, config.learning_rate, task.image_hw) == (10, 1e-4, (480, 640))
+    flags.stage = "depth"
+    with pytest.raises(app.UsageError, match="stages are adcn, render, render_msssim"):
+        task_from_flags(flags)
+    flags.stage, flags.dataset_dir = "adcn", None
+    with pytest.raises(app.UsageError, match="--dataset_dir"):
+        task_from_flags(flags)
