@@ -16,26 +16,72 @@ Scores follow the authors (32-px border removed; --protocol aim2020 scores a cen
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "pynet", ["pynet"], "Which network the checkpoint holds.")
-flags.DEFINE_string("weights", None, "This package's weights file (.weights.h5 / .keras).")
-flags.DEFINE_string("tf1_checkpoint", None, "The authors' TF1 checkpoint prefix instead.")
-flags.DEFINE_string("compare_weights", None, "A second weights file, scored in the same report.")
-flags.DEFINE_string("compare_tf1_checkpoint", None, "A second TF1 checkpoint prefix to compare.")
-flags.DEFINE_string("dataset_dir", None, "EBB!-layout root (ROOT/<split>/original, ...).")
-flags.DEFINE_string("split", "test", "Split of --dataset_dir to score.")
-flags.DEFINE_string("photos_dir", None, "Photos without targets (instead of --dataset_dir).")
-flags.DEFINE_string("depth_dir", None, "Depth maps for --photos_dir (default: found beside).")
-flags.DEFINE_integer("level", 1, "PyNET level to run (1 = full size; others upsampled).")
-flags.DEFINE_string("out_dir", None, "Folder for the CSV, JSON, report and panels.")
-flags.DEFINE_integer("num_panels", 4, "Side-by-side panels for the first N images.")
-flags.DEFINE_integer("limit", None, "Evaluate only the first N images.")
-flags.DEFINE_list("baselines", ["identity", "classical"], "Baselines to score (empty: none).")
-flags.DEFINE_enum(
-    "protocol", "ebb", ["ebb", "aim2020"], "ebb: border removed; aim2020: centre crop."
-)
-flags.DEFINE_integer("border", 32, "Border (px) removed before scoring (protocol ebb).")
-flags.DEFINE_list("crop_size", ["1024", "1024"], "H,W of the centre crop (protocol aim2020).")
-flags.DEFINE_bool("save_outputs", None, "Write every output PNG (default: only with --photos_dir).")
+
+
+def define_flags(fv=FLAGS):
+    """Defines this script's flags on `fv` (the global FLAGS when run as a program).
+
+    Defined on demand rather than at import, so that the scripts (which share flag
+    names) can be imported together, e.g. by one test session.
+    """
+    flags.DEFINE_enum(
+        "model", "pynet", ["pynet"], "Which network the checkpoint holds.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "weights", None, "This package's weights file (.weights.h5 / .keras).", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "tf1_checkpoint", None, "The authors' TF1 checkpoint prefix instead.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "compare_weights", None, "A second weights file, scored in the same report.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "compare_tf1_checkpoint", None, "A second TF1 checkpoint prefix to compare.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "dataset_dir", None, "EBB!-layout root (ROOT/<split>/original, ...).", flag_values=fv
+    )
+    flags.DEFINE_string("split", "test", "Split of --dataset_dir to score.", flag_values=fv)
+    flags.DEFINE_string(
+        "photos_dir", None, "Photos without targets (instead of --dataset_dir).", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "depth_dir", None, "Depth maps for --photos_dir (default: found beside).", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "level", 1, "PyNET level to run (1 = full size; others upsampled).", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "out_dir", None, "Folder for the CSV, JSON, report and panels.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "num_panels", 4, "Side-by-side panels for the first N images.", flag_values=fv
+    )
+    flags.DEFINE_integer("limit", None, "Evaluate only the first N images.", flag_values=fv)
+    flags.DEFINE_list(
+        "baselines", ["identity", "classical"], "Baselines to score (empty: none).", flag_values=fv
+    )
+    flags.DEFINE_enum(
+        "protocol",
+        "ebb",
+        ["ebb", "aim2020"],
+        "ebb: border removed; aim2020: centre crop.",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "border", 32, "Border (px) removed before scoring (protocol ebb).", flag_values=fv
+    )
+    flags.DEFINE_list(
+        "crop_size", ["1024", "1024"], "H,W of the centre crop (protocol aim2020).", flag_values=fv
+    )
+    flags.DEFINE_bool(
+        "save_outputs",
+        None,
+        "Write every output PNG (default: only with --photos_dir).",
+        flag_values=fv,
+    )
+    return fv
 
 
 def load_renderer(model, weights, tf1_checkpoint, level):
@@ -56,58 +102,60 @@ def load_renderer(model, weights, tf1_checkpoint, level):
     raise app.UsageError(f"--model {model!r} has no loader in evaluate.load_renderer")
 
 
-def main(argv):
+def main(argv, flag_values=FLAGS):
+    """The program; `flag_values` holds the parsed flags (see `define_flags`)."""
     del argv
+    opts = flag_values
     from pynet_bokeh import evaluation
 
-    if FLAGS.out_dir is None:
+    if opts.out_dir is None:
         raise app.UsageError("--out_dir is required")
-    if (FLAGS.dataset_dir is None) == (FLAGS.photos_dir is None):
+    if (opts.dataset_dir is None) == (opts.photos_dir is None):
         raise app.UsageError("give exactly one of --dataset_dir (with targets) or --photos_dir")
-    unknown = set(FLAGS.baselines) - set(evaluation.baseline_renderers())
+    unknown = set(opts.baselines) - set(evaluation.baseline_renderers())
     if unknown:
         raise app.UsageError(f"--baselines: unknown {sorted(unknown)}; use identity, classical")
     try:
-        crop_size = tuple(int(v) for v in FLAGS.crop_size)
+        crop_size = tuple(int(v) for v in opts.crop_size)
         assert len(crop_size) == 2
     except (ValueError, AssertionError):
-        raise app.UsageError(f"--crop_size must be H,W, got {FLAGS.crop_size}") from None
+        raise app.UsageError(f"--crop_size must be H,W, got {opts.crop_size}") from None
 
-    if FLAGS.dataset_dir is not None:
-        samples = evaluation.dataset_samples(FLAGS.dataset_dir, FLAGS.split, FLAGS.limit)
-        source = f"{FLAGS.dataset_dir} ({FLAGS.split})"
+    if opts.dataset_dir is not None:
+        samples = evaluation.dataset_samples(opts.dataset_dir, opts.split, opts.limit)
+        source = f"{opts.dataset_dir} ({opts.split})"
     else:
-        samples = evaluation.folder_samples(FLAGS.photos_dir, FLAGS.depth_dir, FLAGS.limit)
-        source = FLAGS.photos_dir
+        samples = evaluation.folder_samples(opts.photos_dir, opts.depth_dir, opts.limit)
+        source = opts.photos_dir
 
-    renderers, settings = {}, {"model": FLAGS.model, "level": FLAGS.level}
-    checkpoints = [(FLAGS.weights, FLAGS.tf1_checkpoint, "checkpoint")]
-    if FLAGS.compare_weights or FLAGS.compare_tf1_checkpoint:
-        checkpoints.append((FLAGS.compare_weights, FLAGS.compare_tf1_checkpoint, "compare"))
+    renderers, settings = {}, {"model": opts.model, "level": opts.level}
+    checkpoints = [(opts.weights, opts.tf1_checkpoint, "checkpoint")]
+    if opts.compare_weights or opts.compare_tf1_checkpoint:
+        checkpoints.append((opts.compare_weights, opts.compare_tf1_checkpoint, "compare"))
     for weights, tf1, key in checkpoints:
-        label, render = load_renderer(FLAGS.model, weights, tf1, FLAGS.level)
+        label, render = load_renderer(opts.model, weights, tf1, opts.level)
         if label in renderers:
             label += f" [{key}]"
         renderers[label] = render
         settings[key] = weights or tf1
-    for name in FLAGS.baselines:
+    for name in opts.baselines:
         renderers[name] = evaluation.baseline_renderers()[name]
 
-    save = FLAGS.save_outputs if FLAGS.save_outputs is not None else FLAGS.photos_dir is not None
+    save = opts.save_outputs if opts.save_outputs is not None else opts.photos_dir is not None
     logging.info("Evaluating %d images with %s", len(samples), ", ".join(renderers))
     summary = evaluation.evaluate(
         renderers,
         samples,
-        FLAGS.out_dir,
-        num_panels=FLAGS.num_panels,
-        protocol=FLAGS.protocol,
-        border=FLAGS.border,
+        opts.out_dir,
+        num_panels=opts.num_panels,
+        protocol=opts.protocol,
+        border=opts.border,
         crop_size=crop_size,
         save_outputs=save,
         source=source,
         settings=settings,
     )
-    print(f"\n{summary['count']} images -> {FLAGS.out_dir}/report.md")
+    print(f"\n{summary['count']} images -> {opts.out_dir}/report.md")
     for name, m in summary["methods"].items():
         if summary["has_targets"]:
             print(
@@ -121,6 +169,7 @@ def main(argv):
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

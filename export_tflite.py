@@ -16,21 +16,64 @@ scene) through Keras and LiteRT and prints size, max abs difference, PSNR and CP
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "pynet", ["pynet"], "Which network the checkpoint holds.")
-flags.DEFINE_string("weights", None, "This package's weights file (.weights.h5 / .keras).")
-flags.DEFINE_string("tf1_checkpoint", None, "The authors' TF1 checkpoint prefix instead.")
-flags.DEFINE_string("output", None, "The .tflite file to write (a .json is written beside it).")
-flags.DEFINE_enum("quantization", "none", ["none", "fp16", "dynamic", "int8"], "Quantization.")
-flags.DEFINE_integer("level", 1, "PyNET level: 1 (output 2x the input) or 2 (the input's size).")
-flags.DEFINE_integer("height", 512, "Input height (half the photo's; multiple of 32).")
-flags.DEFINE_integer("width", 768, "Input width (half the photo's; multiple of 32).")
-flags.DEFINE_bool("dynamic", False, "Export with a dynamic input size instead of --height/--width.")
-flags.DEFINE_string("calibration_dir", None, "Photos + EBB! depth maps (int8 calibration, check).")
-flags.DEFINE_string("depth_dir", None, "Depth maps of --calibration_dir if not found beside.")
-flags.DEFINE_integer("num_calibration", 16, "Photos used for int8 calibration.")
-flags.DEFINE_bool("check", True, "Run the Keras vs LiteRT parity and latency check.")
-flags.DEFINE_integer("repeats", 3, "Timed runs per engine in the check (best is reported).")
-flags.DEFINE_integer("num_threads", None, "LiteRT CPU threads (default: all cores).")
+
+
+def define_flags(fv=FLAGS):
+    """Defines this script's flags on `fv` (the global FLAGS when run as a program).
+
+    Defined on demand rather than at import, so that the scripts (which share flag
+    names) can be imported together, e.g. by one test session.
+    """
+    flags.DEFINE_enum(
+        "model", "pynet", ["pynet"], "Which network the checkpoint holds.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "weights", None, "This package's weights file (.weights.h5 / .keras).", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "tf1_checkpoint", None, "The authors' TF1 checkpoint prefix instead.", flag_values=fv
+    )
+    flags.DEFINE_string(
+        "output", None, "The .tflite file to write (a .json is written beside it).", flag_values=fv
+    )
+    flags.DEFINE_enum(
+        "quantization", "none", ["none", "fp16", "dynamic", "int8"], "Quantization.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "level", 1, "PyNET level: 1 (output 2x the input) or 2 (the input's size).", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "height", 512, "Input height (half the photo's; multiple of 32).", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "width", 768, "Input width (half the photo's; multiple of 32).", flag_values=fv
+    )
+    flags.DEFINE_bool(
+        "dynamic",
+        False,
+        "Export with a dynamic input size instead of --height/--width.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "calibration_dir",
+        None,
+        "Photos + EBB! depth maps (int8 calibration, check).",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "depth_dir", None, "Depth maps of --calibration_dir if not found beside.", flag_values=fv
+    )
+    flags.DEFINE_integer("num_calibration", 16, "Photos used for int8 calibration.", flag_values=fv)
+    flags.DEFINE_bool(
+        "check", True, "Run the Keras vs LiteRT parity and latency check.", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "repeats", 3, "Timed runs per engine in the check (best is reported).", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "num_threads", None, "LiteRT CPU threads (default: all cores).", flag_values=fv
+    )
+    return fv
 
 
 def load_export_model(model, weights, tf1_checkpoint):
@@ -46,36 +89,38 @@ def load_export_model(model, weights, tf1_checkpoint):
     raise app.UsageError(f"--model {model!r} has no loader in export_tflite.load_export_model")
 
 
-def main(argv):
+def main(argv, flag_values=FLAGS):
+    """The program; `flag_values` holds the parsed flags (see `define_flags`)."""
     del argv
+    opts = flag_values
     from pynet_bokeh.export import export_tflite, metadata_path
 
-    if not FLAGS.output or not FLAGS.output.endswith(".tflite"):
+    if not opts.output or not opts.output.endswith(".tflite"):
         raise app.UsageError("--output FILE.tflite is required")
-    if FLAGS.quantization == "int8" and not FLAGS.calibration_dir:
+    if opts.quantization == "int8" and not opts.calibration_dir:
         raise app.UsageError(
             "--quantization int8 needs --calibration_dir: a folder of photos with their EBB! "
             "depth maps (e.g. images/ + depth_maps/), as the app will feed them"
         )
-    model, extra = load_export_model(FLAGS.model, FLAGS.weights, FLAGS.tf1_checkpoint)
-    logging.info("Exporting %s level %d (%s) ...", FLAGS.model, FLAGS.level, FLAGS.quantization)
+    model, extra = load_export_model(opts.model, opts.weights, opts.tf1_checkpoint)
+    logging.info("Exporting %s level %d (%s) ...", opts.model, opts.level, opts.quantization)
     info = export_tflite(
         model,
-        FLAGS.output,
-        quantization=FLAGS.quantization,
-        height=FLAGS.height,
-        width=FLAGS.width,
-        dynamic=FLAGS.dynamic,
-        calibration_dir=FLAGS.calibration_dir,
-        level=FLAGS.level,
-        depth_dir=FLAGS.depth_dir,
-        num_calibration=FLAGS.num_calibration,
-        check=FLAGS.check,
-        repeats=FLAGS.repeats,
-        num_threads=FLAGS.num_threads,
+        opts.output,
+        quantization=opts.quantization,
+        height=opts.height,
+        width=opts.width,
+        dynamic=opts.dynamic,
+        calibration_dir=opts.calibration_dir,
+        level=opts.level,
+        depth_dir=opts.depth_dir,
+        num_calibration=opts.num_calibration,
+        check=opts.check,
+        repeats=opts.repeats,
+        num_threads=opts.num_threads,
         **extra,
     )
-    print(f"\nWrote {FLAGS.output} ({info['size_bytes'] / 2**20:.1f} MiB, {FLAGS.quantization})")
+    print(f"\nWrote {opts.output} ({info['size_bytes'] / 2**20:.1f} MiB, {opts.quantization})")
     for tensor in info["inputs"]:
         print(f"  input  {tensor['name']}: {tensor['shape']} float32 NHWC")
     for tensor in info["outputs"]:
@@ -85,23 +130,24 @@ def main(argv):
     if parity:
         print(f"Keras vs LiteRT on a {parity['input']} {parity['input_shape']}:")
         print(f"  max abs diff {parity['max_abs_diff']:.3g}, PSNR {parity['psnr_db']:.2f} dB")
-        if FLAGS.quantization == "none" and parity["max_abs_diff"] > 1e-4:
+        if opts.quantization == "none" and parity["max_abs_diff"] > 1e-4:
             logging.warning("float32 file differs from Keras by more than 1e-4: please report")
-        elif FLAGS.quantization != "none" and parity["psnr_db"] < 30:
+        elif opts.quantization != "none" and parity["psnr_db"] < 30:
             logging.warning(
                 "%s file is below 30 dB against Keras%s",
-                FLAGS.quantization,
-                "; calibrate on more / more typical photos" if FLAGS.quantization == "int8" else "",
+                opts.quantization,
+                "; calibrate on more / more typical photos" if opts.quantization == "int8" else "",
             )
         k, t = parity["keras_latency_s"], parity["tflite_latency_s"]
         print(
             f"  CPU latency: Keras {k * 1000:.0f} ms, LiteRT {t * 1000:.0f} ms "
             f"({parity['tflite_threads']} threads), LiteRT / Keras speed-up {k / t:.2f}x"
         )
-    print(f"Metadata: {metadata_path(FLAGS.output)}")
+    print(f"Metadata: {metadata_path(opts.output)}")
 
 
 def run():
+    define_flags()
     app.run(main)
 
 

@@ -202,15 +202,14 @@ def test_a_broken_image_is_reported_and_skipped(synthetic_set, tmp_path):
 def _run_cli(argv):
     """Runs evaluate.py's main in this process (no second TensorFlow start-up)."""
     sys.path.insert(0, str(REPO))
+    from absl import flags
+
     import evaluate
 
-    evaluate.FLAGS.unparse_flags()
-    evaluate.FLAGS(["evaluate.py", *argv])
-    try:
-        evaluate.main([])
-    finally:
-        evaluate.FLAGS.unparse_flags()
-        sys.path.remove(str(REPO))
+    sys.path.remove(str(REPO))
+    flag_values = evaluate.define_flags(flags.FlagValues())
+    flag_values(["evaluate.py", *argv])
+    evaluate.main([], flag_values)
 
 
 def test_command_line_end_to_end(synthetic_set, tf1_prefix, tmp_path, capsys):

@@ -128,15 +128,14 @@ def pynet(tf1_prefix):
 def _run_cli(argv):
     """Runs export_tflite.py's main in this process (no second TensorFlow start-up)."""
     sys.path.insert(0, str(REPO))
+    from absl import flags
+
     import export_tflite
 
-    export_tflite.FLAGS.unparse_flags()
-    export_tflite.FLAGS(["export_tflite.py", *argv])
-    try:
-        export_tflite.main([])
-    finally:
-        export_tflite.FLAGS.unparse_flags()
-        sys.path.remove(str(REPO))
+    sys.path.remove(str(REPO))
+    flag_values = export_tflite.define_flags(flags.FlagValues())
+    flag_values(["export_tflite.py", *argv])
+    export_tflite.main([], flag_values)
 
 
 def test_photo_samples_follow_the_ebb_convention(ebb_samples, real_inputs):
