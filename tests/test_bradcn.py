@@ -335,3 +335,27 @@ def test_task_from_flags_schedule_and_errors(tmp_path):
     flags.stage, flags.dataset_dir = "adcn", None
     with pytest.raises(app.UsageError, match="--dataset_dir"):
         task_from_flags(flags)
+
+
+def test_rgbd_layout_sun_depth_pngs(tmp_path):
+    """rgb/ + depth/ (16-bit, SUN RGB-D rotation) -> Dgt_n = metres / depth_max, 0 kept as
+    'no depth', nearest-neighbour resize; a photo without depth is named."""
+    import imageio.v3 as iio
+
+    from pynet_bokeh.training.bradcn_task import find_rgbd_pairs, rgbd_dataset
+
+    split = tmp_path / "train"
+    (split / "rgb").mkdir(parents=True)
+    (split / "depth").mkdir()
+    mm = np.zeros((64, 96), np.uint16)
+    mm[:, 48:] = 2000  # right half 2 m, left half no depth
+    iio.imwrite(split / "rgb" / "a.png", np.full((64, 96, 3), 128, np.uint8))
+    iio.imwrite(split / "depth" / "a.png", ((mm << 3) | (mm >> 13)).astype(np.uint16))
+    pairs = find_rgbd_pairs(tmp_path, "train")
+    rgb, depth = next(iter(rgbd_dataset(pairs, (32, 48), 7.0, 1, False, 0, False)))
+    assert rgb.shape == (1, 32, 48, 3) and abs(float(rgb[0, 0, 0, 0]) - 128 / 255) < 1e-6
+    np.testing.assert_allclose(np_(depth)[0, :, 24:, 0], 2.0 / 7.0, rtol=1e-6)
+    assert not np_(depth)[0, :, :24].any()
+    iio.imwrite(split / "rgb" / "b.png", np.zeros((64, 96, 3), np.uint8))
+    with pytest.raises(FileNotFoundError, match="no depth for 1 photo.*b.png"):
+        find_rgbd_pairs(tmp_path, "train")
