@@ -19,8 +19,9 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 
-# --model -> module providing `task_from_flags(FLAGS) -> (TrainingTask, TrainConfig)`. PyNET's is
-# `build` below; other models plug into the same Trainer through their own module.
+# --model -> module providing `task_from_flags(FLAGS) -> (TrainingTask, TrainConfig)` (see
+# pynet_bokeh.training.trainer.TrainingTask). PyNET's is `build` below; other models plug into the
+# same Trainer through their own module, reading --stage and the shared flags.
 TASK_MODULES = {
     "pynet": None,
     "deeplens": "pynet_bokeh.training.deeplens_task",
@@ -45,7 +46,7 @@ flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: schedule
 flags.DEFINE_integer("eval_every", None, "Evaluate on the test split every N steps.")
 flags.DEFINE_integer("eval_batches", 8, "Test batches per evaluation (0: no evaluation).")
 flags.DEFINE_integer(
-    "checkpoint_every", None, "Checkpoint every N steps (default 1000; 50 with --synthetic)."
+    "checkpoint_every", None, "Checkpoint every N steps (default 1000; 100 with --synthetic)."
 )
 flags.DEFINE_integer("keep_checkpoints", 3, "How many recent checkpoints to keep.")
 flags.DEFINE_string(
@@ -70,7 +71,7 @@ flags.DEFINE_bool("skip_bad", False, "Leave out broken pairs instead of stopping
 flags.DEFINE_integer("seed", 0, "Seed of the data pipeline.")
 
 SYNTHETIC_SET = {"n_train": 64, "n_test": 8, "size": (256, 384)}
-SYNTHETIC_CHECKPOINT_EVERY = 50
+SYNTHETIC_CHECKPOINT_EVERY = 100
 CHECKPOINT_EVERY = 1000
 
 

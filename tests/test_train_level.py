@@ -88,6 +88,13 @@ def test_bad_flags_are_named(parse_flags, args, match):
         train_level.build()
 
 
+def test_a_model_without_a_training_task_is_named(parse_flags, monkeypatch):
+    monkeypatch.setitem(train_level.TASK_MODULES, "bradcn", "pynet_bokeh.training.no_such_task")
+    parse_flags("--model", "bradcn", "--stage", "adcn")
+    with pytest.raises(app.UsageError, match=r"--model bradcn: no training task yet"):
+        train_level._task_from_flags()
+
+
 def test_missing_vgg_file_is_named_before_training(parse_flags, tmp_path):
     from pynet_bokeh.training.vgg import VGGWeightsError
 

@@ -436,6 +436,7 @@ def task_from_flags(FLAGS):  # noqa: N803 (absl's name)
         seed=FLAGS.seed,
         strategy=FLAGS.strategy,
         mixed_precision=FLAGS.mixed_precision,
+        run_eagerly=getattr(FLAGS, "run_eagerly", False),
     )
     print(
         f"deeplens {stage}: batch {task.batch_size}, {config.steps} steps, learning rate "

@@ -92,6 +92,8 @@ class PyNetLevelTask:
             )
         else:
             print(f"{self.dataset_dir} has no test/ split: training without evaluation")
+        if resuming and self.init_from is not None:
+            print(f"resuming from {self.work_dir}: --init_from {self.init_from} is not used")
         if resuming or self.init_from is not None or self.level == 7:
             return
         if not os.path.isfile(self.previous_weights):

@@ -2,8 +2,10 @@
 `Trainer` (how: custom tf.function step, distribution, mixed precision, checkpoints, resume,
 TensorBoard, progress, non-finite-loss guard).
 
-PyNET's levels are the first task (`pynet_bokeh.training.pynet_task.PyNetLevelTask`); other
-models' stages plug in by implementing the same protocol.
+PyNET's levels are the first task (`pynet_bokeh.training.pynet_task.PyNetLevelTask`). Another
+model's stage plugs in by implementing the same protocol in `pynet_bokeh/training/<model>_task.py`
+with a `task_from_flags(FLAGS) -> (task, TrainConfig)` that `train_level.py --model <model>
+--stage ...` calls.
 
 Work folder of a task (`TrainConfig.work_dir`):
 
