@@ -33,11 +33,11 @@ def runs(tmp_path_factory):
     return tmp_path_factory.mktemp("runs")
 
 
-def train(stage, data, runs, steps, lr=1e-3, **kwargs):
+def train(stage, data, runs, steps, lr=1e-3, eager=False, **kwargs):
     task = DeepLensStageTask(stage, data, runs, batch_size=2, **kwargs)
     config = TrainConfig(
         work_dir=task.work_dir, steps=steps, learning_rate=lr, checkpoint_every=1000,
-        eval_every=1000, log_every=5, eval_batches=1, verbose=False,
+        eval_every=1000, log_every=5, eval_batches=1, verbose=False, run_eagerly=eager,
     )  # fmt: skip
     return task, Trainer(task, config).run()
 
