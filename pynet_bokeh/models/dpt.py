@@ -311,7 +311,7 @@ def dpt_stage_model(model, prefix=""):
 # --- checkpoint import ------------------------------------------------------------------------
 
 
-def dpt_key_map(cfg, head="depth"):
+def dpt_key_map(cfg):
     """PyTorch state_dict key -> (Keras layer name, weight index) for a DPT of config ``cfg``."""
     modules = {}
     pre, m = "pretrained.", "pretrained.model."
@@ -388,11 +388,10 @@ def _infer_config(layers):
     """Rebuild the key-relevant knobs from the layer names of a built DPT."""
     names = set(layers)
     hybrid = "resnet_stem_conv" in names
-    cfg = dict(hybrid=hybrid, hooks=(0, 0, 0, 0))
     blocks = [
         int(n[5:].split("_")[0]) for n in names if n.startswith("block") and n.endswith("_qkv")
     ]
-    cfg["hooks"] = (0, 0, 0, max(blocks))
+    cfg = dict(hybrid=hybrid, hooks=(0, 0, 0, max(blocks)))  # only the deepest block matters
     if hybrid:
         cfg["resnet_layers"] = tuple(
             len({n.split("_")[2] for n in names if n.startswith(f"resnet_s{s}_b")})
