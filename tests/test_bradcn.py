@@ -359,3 +359,27 @@ def test_rgbd_layout_sun_depth_pngs(tmp_path):
     iio.imwrite(split / "rgb" / "b.png", np.zeros((64, 96, 3), np.uint8))
     with pytest.raises(FileNotFoundError, match="no depth for 1 photo.*b.png"):
         find_rgbd_pairs(tmp_path, "train")
+
+
+@pytest.mark.slow
+def test_paper_bradcn_depth_net_matches_original_dpt_nyu(fixtures_dir, tmp_path):
+    """`paper` BRADCN with the DPT fixture checkpoint as its depth net (and render net):
+    Do_n equals the original DPT-NYU output / depth_max (spec section 5)."""
+    import subprocess
+    import sys
+
+    dpt_dir = fixtures_dir / "dpt"
+    path = tmp_path / "seed0.pt"
+    subprocess.run(
+        [sys.executable, str(dpt_dir / "make_checkpoint.py"), str(path), "--seed", "0"], check=True
+    )
+    model = build_bradcn("paper")
+    skipped = load_bradcn_weights(model, render=path, depth=path)
+    assert "scratch.output_conv.4.weight" in skipped["render"]
+    with np.load(dpt_dir / "reference_seed0.npz") as ref:
+        rgb = ref["s0_input"] * 0.5 + 0.5  # the fixture stores (x - 0.5) / 0.5
+        expected = ref["s0_depth_nyu"] * 0.1378
+    out = model(rgb)
+    diff = np.abs(np_(out["depth"]) - expected).max() / np.abs(expected).max()
+    assert diff < 2e-4, diff
+    assert tuple(out["bokeh"].shape) == (1, 64, 96, 3)
