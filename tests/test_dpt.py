@@ -79,6 +79,8 @@ def hybrid_f32():
 def test_hybrid_float32_parity_stage_by_stage(hybrid_f32, checkpoints, reference, fmt):
     skipped = load_dpt_checkpoint(hybrid_f32, checkpoints[fmt])
     assert set(skipped) == UNUSED
+    # every other value of the 123,146,985 in the file is a model weight, and vice versa
+    assert hybrid_f32.count_params() == 123_146_985 - 770_536 - 2 * (256 * 256 * 9 + 256)
     worst = {}
     for j in (0, 1):
         outs = run_stages(hybrid_f32, reference, j, "float32")
