@@ -160,6 +160,11 @@ class Trainer:
         latest = self.manager.latest_checkpoint
         if latest:
             self.ckpt.restore(latest).assert_existing_objects_matched()
+            restored_lr = float(self.optimizer.learning_rate.numpy())
+            if not math.isclose(restored_lr, self.config.learning_rate, rel_tol=1e-6):
+                # The checkpoint holds the old rate; the command line wins.
+                self.optimizer.learning_rate = self.config.learning_rate
+                self.log(f"learning rate {restored_lr:g} -> {self.config.learning_rate:g}")
             self.log(
                 f"{self.task.name}: resuming from {latest} at step {int(self.step.numpy())} "
                 f"(optimizer iterations {int(self.optimizer.iterations.numpy())})"
