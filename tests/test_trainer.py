@@ -333,3 +333,25 @@ def test_init_from_the_authors_tf1_checkpoint(tmp_path, fixtures_dir, tiny_set, 
     for level in (7, 3):
         want = ref[f"level{level}_0"]
         np.testing.assert_allclose(out[f"level{level}"].numpy(), want, atol=1e-4)
+
+
+def test_pynet_eval_metrics_and_image_rows_on_known_inputs(tmp_path):
+    target = np.full((2, 16, 16, 3), 0.4, np.float32)
+    level3 = PyNetLevelTask(3, tmp_path, tmp_path, 32, 2)
+    out = level3.eval_metrics(None, target, target + 0.1)
+    assert out["psnr"] == pytest.approx(20.0, abs=1e-3)
+    assert set(out) == {"psnr", "ssim", "ms_ssim"}  # MS-SSIM for levels <= 3
+    assert 0.9 < out["ssim"] < 1.0
+    level5 = PyNetLevelTask(5, tmp_path, tmp_path, 32, 2)
+    assert set(level5.eval_metrics(None, target, target + 0.1)) == {"psnr", "ssim"}
+    level7 = PyNetLevelTask(7, tmp_path, tmp_path, 32, 2)
+    small = target[:, :4, :4]
+    assert set(level7.eval_metrics(None, small, small)) == {"psnr"}  # 4 px: no SSIM window fits
+    assert level7.eval_metrics(None, small, small)["psnr"] == 100.0  # identical: capped, not inf
+    inputs = np.zeros((2, 32, 32, 4), np.float32)
+    inputs[..., 0] = 1.0  # red input
+    rows = level7.image_rows(inputs, small, small + 0.7).numpy()
+    assert rows.shape == (2, 128, 384, 3)  # 4-px panels shown at 128 px
+    np.testing.assert_allclose(rows[0, 0, 0], [1, 0, 0])  # input | output (clipped) | target
+    np.testing.assert_allclose(rows[0, 0, 128], [1, 1, 1])
+    np.testing.assert_allclose(rows[0, 0, 256], [0.4, 0.4, 0.4])
