@@ -355,3 +355,20 @@ def test_pynet_eval_metrics_and_image_rows_on_known_inputs(tmp_path):
     np.testing.assert_allclose(rows[0, 0, 0], [1, 0, 0])  # input | output (clipped) | target
     np.testing.assert_allclose(rows[0, 0, 128], [1, 1, 1])
     np.testing.assert_allclose(rows[0, 0, 256], [0.4, 0.4, 0.4])
+
+
+def test_bad_pairs_stop_before_training_unless_skip_bad(tmp_path, tiny_set):
+    import shutil
+
+    from pynet_bokeh.data.ebb import EbbValidationError
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_set, root)
+    photo = sorted((root / "train" / "original").iterdir())[0]
+    photo.write_bytes(photo.read_bytes()[:200])  # truncated JPEG
+    task = PyNetLevelTask(7, root, tmp_path / "runs", 32, 2)
+    with pytest.raises(EbbValidationError, match=photo.name):
+        task.preflight(resuming=False)
+    task = PyNetLevelTask(7, root, tmp_path / "runs", 32, 2, skip_bad=True)
+    task.preflight(resuming=False)
+    assert len(task._pairs["train"]) == 3 and len(task._pairs["test"]) == 2
