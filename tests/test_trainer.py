@@ -182,6 +182,7 @@ def test_weights_files_match_layers_by_name(tmp_path):
         return keras.Model(x, keras.layers.Add()(outs))
 
     src = model(["a_conv", "b_conv"])
+    (tmp_path / ".tmp-killed.weights.h5").write_bytes(b"half written")
     path = checkpointing.save_weights(src, tmp_path / "w.weights.h5")
     # the same layers in the other order: Keras' positional loader would swap them
     dst = model(["b_conv", "a_conv"])

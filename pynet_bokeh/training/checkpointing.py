@@ -23,6 +23,7 @@ import tensorflow as tf
 LAYER_NAME_ATTR = "pynet_bokeh_layer_name"
 FINAL_WEIGHTS = "final.weights.h5"
 CHECKPOINT_DIR = "checkpoints"
+TMP_PREFIX = ".tmp-"
 
 
 class WeightsMismatchError(ValueError):
@@ -64,7 +65,10 @@ def save_weights(model, path) -> str:
         raise ValueError(f"weights file name must end in .weights.h5, got {path}")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".weights.h5", dir=folder)
+    for name in os.listdir(folder):  # left by a run killed while saving
+        if name.startswith(TMP_PREFIX) and name.endswith(".weights.h5"):
+            os.remove(os.path.join(folder, name))
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".weights.h5", dir=folder)
     os.close(fd)
     try:
         model.save_weights(tmp, overwrite=True)
