@@ -550,4 +550,8 @@ def run():
 
 
 if __name__ == "__main__":
-    run()
+    # Under `python -m` this file is `__main__`; plugins register into `depth_tools.generate`,
+    # so run that module's copy to see them.
+    from depth_tools.generate import run as _run
+
+    _run()
