@@ -135,6 +135,10 @@ def render_photos(
 
 def main(argv):
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    # Each module is traced once per new photo size by design; TF's retracing warning is noise.
+    logging.getLogger("tensorflow").addFilter(
+        lambda r: "triggered tf.function retracing" not in r.getMessage()
+    )
     photos = argv[1:]
     if FLAGS.checkpoint is None:
         raise app.UsageError(

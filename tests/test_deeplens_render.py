@@ -86,3 +86,15 @@ def test_long_side_capped_at_1280(model):
     depth = np.full(photo.shape[:2], 0.5, np.float32)
     out, d = render_deeplens(model, photo, focus_xy=(1499, 39), aperture=1.0, depth=depth)
     assert out.shape == (34, 1280, 3) and d.shape == (8, 320)
+
+
+def test_compiled_modules_equal_eager(model):
+    from pynet_bokeh.models.deeplens import deeplens_forward
+
+    photo, depth = scene(40, 640)
+    lo = photo.reshape(20, 2, 320, 2, 3).mean(axis=(1, 3))
+    d = depth[::2, ::2]
+    args = dict(focus_xy=(300, 10), aperture=0.6, image_640=photo, depth=d)
+    eager = deeplens_forward(model, lo, compiled=False, **args)
+    graph = deeplens_forward(model, lo, compiled=True, **args)
+    np.testing.assert_allclose(graph["dof_640"].numpy(), eager["dof_640"].numpy(), atol=1e-6)
