@@ -110,3 +110,17 @@ def test_tflite_builtin_ops_in_litert(exported, photo, tmp_path):
     # the uint8 step inside SR may flip by one level where float noise crosses it
     diff = np.abs(got["image"] - ref["image"].numpy())
     assert diff.max() <= 5e-3 and (diff <= 1e-4).mean() >= 0.99
+
+
+@pytest.mark.slow  # a full conversion through the project's exporter
+def test_project_exporter(model, tmp_path):
+    import json
+
+    from pynet_bokeh.export import export_tflite
+    from pynet_bokeh.models.deeplens import deeplens_export_spec
+
+    net, extra = deeplens_export_spec(model, H, W)
+    out = tmp_path / "deeplens.tflite"
+    info = export_tflite(net, out, height=H, width=W, repeats=1, **extra)
+    assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["model"] == "deeplens"
+    assert info["parity"]["max_abs_diff"] <= 5e-3

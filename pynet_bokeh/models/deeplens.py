@@ -750,6 +750,48 @@ def deeplens_export_function(model, height, width):
     )
 
 
+def deeplens_export_spec(model, height, width):
+    """(callable, keyword arguments) for `pynet_bokeh.export.export_tflite(fn, output,
+    height=height, width=width, **kwargs)`: `deeplens_export_function`'s model behind a function of
+    the named inputs, the input specs, the model to track, a parity input (a smooth random
+    photo, focus at its centre, aperture 0.5) and a description of the inputs and outputs."""
+    net = deeplens_export_function(model, height, width)
+    specs = {
+        "image": tf.TensorSpec([1, height, width, 3], tf.float32, name="image"),
+        "focus_xy": tf.TensorSpec([1, 2], tf.float32, name="focus_xy"),
+        "aperture": tf.TensorSpec([1, 1], tf.float32, name="aperture"),
+    }
+    rng = np.random.default_rng(0)
+    import cv2
+
+    photo = cv2.resize(
+        rng.random((height // 8 + 1, width // 8 + 1, 3)).astype(np.float32), (width, height)
+    )
+    feeds = {
+        "image": photo[None],
+        "focus_xy": np.array([[width // 2, height // 2]], np.float32),
+        "aperture": np.array([[0.5]], np.float32),
+    }
+    metadata = {
+        "model": "deeplens",
+        "inputs_meaning": {
+            "image": "RGB photo in [0, 1], NHWC",
+            "focus_xy": "focus point (x, y) in image pixels",
+            "aperture": "0 (all sharp) .. 1 (shallowest depth of field)",
+        },
+        "outputs_meaning": {
+            "image": "RGB shallow-depth-of-field photo in [0, 1], the input's size",
+            "depth": f"inverse depth in [0, 1] (near = 1) at 1/{export_scale(height, width)} size",
+        },
+    }
+
+    def serve(image, focus_xy, aperture):
+        return net({"image": image, "focus_xy": focus_xy, "aperture": aperture}, training=False)
+
+    extra = {"input_specs": specs, "track": [net], "parity_feeds": feeds, "metadata": metadata}
+    return serve, extra
+
+
 # ----------------------------------------------------------------------------- photos
 def _area_half(img):
     import cv2
