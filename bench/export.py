@@ -1,0 +1,180 @@
+"""Keras float32 vs LiteRT float32 / fp16 / dynamic / int8 at the EBB! size, in one run.
+
+    python bench/export.py [--weights W.weights.h5 | --tf1_checkpoint PREFIX]
+                           [--calibration_dir ../shared/ebb_samples] [--height 512 --width 768]
+
+Prints, for each variant: file size, CPU latency (best of --repeats), speed-up over Keras
+float32 measured in the same process, PSNR of its output against Keras float32 on real photos,
+and Keras's achieved GFLOP/s as a fraction of this CPU's matmul peak. Goal: int8 at least 2x
+faster than Keras float32 at PSNR > 30 dB against it.
+
+Without --weights / --tf1_checkpoint it uses the seed-0 weights of the TF1 fixture checkpoint
+(`../shared/fixtures/pynet_tf1/make_checkpoint.py`): untrained, but with a non-trivial output
+(std 0.26), so the PSNRs measure quantization error. Without a calibration folder it uses
+generated scenes.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("weights", None, "Package weights file (.weights.h5).")
+flags.DEFINE_string("tf1_checkpoint", None, "The authors' TF1 checkpoint prefix.")
+flags.DEFINE_string("calibration_dir", None, "Photos + depth maps (default ../shared/ebb_samples).")
+flags.DEFINE_integer("height", 512, "Input height.")
+flags.DEFINE_integer("width", 768, "Input width.")
+flags.DEFINE_integer("level", 1, "PyNET level.")
+flags.DEFINE_list("variants", ["none", "fp16", "dynamic", "int8"], "Quantizations to compare.")
+flags.DEFINE_integer("num_calibration", 4, "Calibration photos for int8.")
+flags.DEFINE_integer("num_eval", 2, "Photos for the PSNR against Keras float32.")
+flags.DEFINE_integer("repeats", 2, "Timed runs per engine (best is reported), after a warm-up.")
+flags.DEFINE_string("out_dir", None, "Keep the .tflite files and a bench.json here.")
+
+
+def _load_model(tmp):
+    from pynet_bokeh import build_pynet
+    from pynet_bokeh.checkpoints import load_pynet
+
+    if FLAGS.weights or FLAGS.tf1_checkpoint:
+        return load_pynet(weights=FLAGS.weights, tf1_checkpoint=FLAGS.tf1_checkpoint), "given"
+    script = SHARED / "fixtures" / "pynet_tf1" / "make_checkpoint.py"
+    if script.is_file():
+        prefix = os.path.join(tmp, "pynet_seed0")
+        subprocess.run(
+            [sys.executable, str(script), prefix, "--seed", "0"], check=True, capture_output=True
+        )
+        return load_pynet(tf1_checkpoint=prefix), "TF1 fixture checkpoint, seed 0 (untrained)"
+    print("WARNING: no weights and no fixture script: random initial weights; PSNRs are weak.")
+    return build_pynet(), "random initialisation"
+
+
+def _inputs(size, count):
+    from pynet_bokeh.export import photo_samples, synthetic_samples
+
+    folder = FLAGS.calibration_dir or (SHARED / "ebb_samples")
+    if Path(folder).is_dir():
+        return photo_samples(folder, size, count), f"photos from {folder}"
+    return synthetic_samples(size, count), "generated scenes"
+
+
+def _psnr(a, b):
+    mse = float(np.mean((np.asarray(a, np.float64) - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    from pynet_bokeh.bench_utils import best_time, count_flops, matmul_peak_gflops, peak_rss_mb
+    from pynet_bokeh.export import export_tflite, make_interpreter, run_tflite, serving_model
+
+    size = (FLAGS.height, FLAGS.width)
+    tmp_holder = tempfile.TemporaryDirectory(prefix="bench_export_")
+    out_dir = Path(FLAGS.out_dir or tmp_holder.name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, weights_note = _load_model(tmp_holder.name)
+    net = serving_model(model, FLAGS.level)
+    n = max(FLAGS.num_calibration, FLAGS.num_eval)
+    samples, source = _inputs(size, n)
+    calibration = [{"image_depth": x[None]} for x in samples[: FLAGS.num_calibration]]
+    evals = [x[None] for x in samples[: FLAGS.num_eval]]
+    print(f"PyNET level {FLAGS.level}, input 1x{size[0]}x{size[1]}x4; weights: {weights_note}")
+    print(f"inputs: {source}; {os.cpu_count()} CPU threads")
+
+    peak = matmul_peak_gflops()
+    flops = count_flops(net, (*size, 4))
+    keras_fn = tf.function(lambda x: net(x, training=False))
+    reference = [keras_fn(tf.constant(x)).numpy() for x in evals]
+    x0 = tf.constant(evals[0])
+    keras_s = best_time(lambda: keras_fn(x0).numpy(), repeats=FLAGS.repeats)
+    keras_gflops = flops / keras_s / 1e9
+    print(f"matmul peak {peak:.0f} GFLOP/s; PyNET {flops / 1e12:.3f} TFLOP per input")
+    rows = [
+        {
+            "variant": "keras float32",
+            "size_mb": None,
+            "latency_s": keras_s,
+            "speedup": 1.0,
+            "psnr_db": float("inf"),
+        }
+    ]
+    for q in FLAGS.variants:
+        path = out_dir / f"pynet_l{FLAGS.level}_{q}.tflite"
+        info = export_tflite(
+            net,
+            path,
+            q,
+            *size,
+            calibration_data=calibration if q == "int8" else None,
+            check=False,
+        )
+        interpreter = make_interpreter(path)
+        outs = [run_tflite(interpreter, {"image_depth": x})["bokeh"] for x in evals]
+        psnr = float(np.mean([_psnr(o, r) for o, r in zip(outs, reference, strict=True)]))
+        latency = best_time(
+            lambda i=interpreter: run_tflite(i, {"image_depth": evals[0]}), repeats=FLAGS.repeats
+        )
+        rows.append(
+            {
+                "variant": f"litert {q}",
+                "size_mb": info["size_bytes"] / 2**20,
+                "latency_s": latency,
+                "speedup": keras_s / latency,
+                "psnr_db": psnr,
+            }
+        )
+        print(f"  {q}: {latency:.2f} s, {keras_s / latency:.2f}x Keras, {psnr:.2f} dB", flush=True)
+        del interpreter
+
+    print()
+    print(
+        f"{'variant':16s} {'file MB':>8s} {'latency s':>10s} {'vs Keras fp32':>14s} "
+        f"{'PSNR vs Keras fp32':>19s}"
+    )
+    for r in rows:
+        size_mb = "-" if r["size_mb"] is None else f"{r['size_mb']:.1f}"
+        psnr = "ref" if r["psnr_db"] == float("inf") else f"{r['psnr_db']:.2f} dB"
+        print(
+            f"{r['variant']:16s} {size_mb:>8s} {r['latency_s']:>10.2f} "
+            f"{r['speedup']:>13.2f}x {psnr:>19s}"
+        )
+    print(
+        f"\nKeras float32: {keras_gflops:.0f} GFLOP/s = {keras_gflops / peak:.2f} of the matmul "
+        f"peak; peak RSS {peak_rss_mb():.0f} MB"
+    )
+    int8 = next((r for r in rows if r["variant"] == "litert int8"), None)
+    if int8:
+        ok = int8["speedup"] >= 2.0 and int8["psnr_db"] > 30.0
+        print(
+            f"goal (int8 >= 2x Keras float32 at > 30 dB): {'MET' if ok else 'NOT MET'} "
+            f"({int8['speedup']:.2f}x, {int8['psnr_db']:.2f} dB)"
+        )
+    result = {
+        "input": [1, *size, 4],
+        "level": FLAGS.level,
+        "weights": weights_note,
+        "inputs": source,
+        "threads": os.cpu_count(),
+        "matmul_peak_gflops": peak,
+        "tflop_per_input": flops / 1e12,
+        "keras_gflops": keras_gflops,
+        "rows": rows,
+    }
+    if FLAGS.out_dir:
+        (out_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    tmp_holder.cleanup()
+
+
+if __name__ == "__main__":
+    app.run(main)
