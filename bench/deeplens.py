@@ -5,7 +5,7 @@
 For each module (depth at 320 x 320, KernelNet and FeaNet at the working size, SR twice) prints
 its GFLOP count (conv layers, multiply-add = 2), the best time of the compiled module after
 warm-up, the achieved GFLOP/s and the ratio to the float32 matmul peak (4096^2) measured in the
-same process; then the whole photo through `render_deeplens` (eager orchestration, INTER_AREA
+same process; then the whole photo through `render_deeplens` (Python orchestration, INTER_AREA
 pyramid, focus lookup, uint8 step) as seconds per photo, and peak RSS. Weights do not change
 the timing; --checkpoint loads real ones if you have them.
 """
@@ -100,7 +100,7 @@ def main():
         print(f"{label:28s} {flops / 1e9:8.2f} {seconds:9.3f} {rate:9.1f} {rate / peak:7.3f}")
     rate = total_flops / total_s / 1e9
     print(f"{'modules, compiled, sum':28s} {total_flops / 1e9:8.2f} {total_s:9.3f} {rate:9.1f} {rate / peak:7.3f}")  # fmt: skip
-    print(f"seconds per photo (render_deeplens, eager): {photo_seconds:.3f}  "
+    print(f"seconds per photo (render_deeplens, whole pipeline): {photo_seconds:.3f}  "
           f"(modules' share {total_s / photo_seconds:.2f})")  # fmt: skip
     print(f"matmul peak GFLOP/s: {peak:.1f} (float32 4096^2, best of 5, same process)")
     print(f"peak RSS MB: {rss:.0f}")

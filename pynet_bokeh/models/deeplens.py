@@ -246,10 +246,6 @@ class DeepLens(keras.Model):
     def call(self, inputs, training=False):
         return deeplens_forward(self, training=training, **inputs)
 
-    def modules(self):
-        """{attribute: sub-model} in checkpoint-scope order."""
-        return {attr: getattr(self, attr) for attr in SCOPES}
-
 
 def build_deeplens():
     """A DeepLens with freshly initialised weights (load the authors' with `load_deeplens_checkpoint`)."""
