@@ -30,6 +30,12 @@ TASK_MODULES = {
 
 flags.DEFINE_enum("model", "pynet", sorted(TASK_MODULES), "Which network to train.")
 flags.DEFINE_string("stage", None, "Stage of a multi-stage model (e.g. DeepLens, BRADCN).")
+flags.DEFINE_enum(
+    "bradcn_config",
+    None,
+    ["paper", "tiny"],
+    "BRADCN configuration (default: tiny with --synthetic, else paper).",
+)
 flags.DEFINE_integer("level", None, "PyNET level to train: 7 (coarsest, first) .. 1 (full size).")
 flags.DEFINE_string("dataset_dir", None, "Data set root in the EBB! layout (train/, test/).")
 flags.DEFINE_bool(

@@ -551,6 +551,7 @@ def ebb_dataset(
     if skip_batches:
         ds = ds.skip(int(skip_batches) * batch_size)
 
+    @tf.autograph.experimental.do_not_convert
     def load(element, rand):
         full_h, full_w = element["size"][0], element["size"][1]
         in_h = tf.cast(tf.round(tf.cast(full_h, tf.float32) / 2), tf.int32)
@@ -593,6 +594,7 @@ def ebb_eval_dataset(root, split="test", level=1, pairs=None, skip_bad=False, mu
             raise ValueError(f"{pair.photo}: {h}x{w} is too small for a {multiple}-px input")
     scale = 2 ** (level - 1)
 
+    @tf.autograph.experimental.do_not_convert
     def load(element):
         full_h, full_w = element["size"][0], element["size"][1]
         in_h = tf.cast(tf.round(tf.cast(full_h, tf.float32) / 2), tf.int32)
