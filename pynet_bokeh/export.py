@@ -392,11 +392,21 @@ def _latency(fn, repeats):
     return best_time(fn, repeats=repeats, warmup=1)
 
 
-def parity_check(model, tflite_path, feeds, repeats=3, num_threads=None):
+def _named_outputs(out, output_name):
+    """Keras outputs keyed as the exported signature names them (see `_endpoint`)."""
+    if isinstance(out, dict):
+        return {re.sub(r"[^A-Za-z0-9_]", "_", k): v for k, v in out.items()}
+    if isinstance(out, list | tuple):
+        return {f"{output_name}_{i}": v for i, v in enumerate(out)}
+    return {output_name: out}
+
+
+def parity_check(model, tflite_path, feeds, repeats=3, num_threads=None, output_name=OUTPUT_NAME):
     """Keras vs LiteRT on `feeds` ({name: [1, H, W, C]}): max abs diff, PSNR, latencies.
 
-    `model` is what was exported (a single-output keras model or callable). Outputs are
-    compared raw (not clipped); PSNR uses a peak of 1.0.
+    `model` is what was exported (a keras model or callable). Every output is compared raw
+    (not clipped), PSNR with a peak of 1.0; the top-level numbers are the worst output's, and
+    "per_output" holds each one's.
     """
     interpreter = make_interpreter(tflite_path, num_threads)
     names = list(feeds)
@@ -406,26 +416,35 @@ def parity_check(model, tflite_path, feeds, repeats=3, num_threads=None):
         keras_fn = tf.function(lambda: model(arg, training=False))
     else:
         keras_fn = tf.function(lambda: model(**tensors))
-    expected = keras_fn()
-    if isinstance(expected, dict):
-        expected = expected[sorted(expected)[0]]
-    elif isinstance(expected, list | tuple):
-        expected = expected[0]
-    expected = np.asarray(expected)
+    expected = {k: np.asarray(v) for k, v in _named_outputs(keras_fn(), output_name).items()}
     got = run_tflite(interpreter, feeds)
-    got = got[sorted(got)[0]]
-    if got.shape != expected.shape:
-        raise RuntimeError(f"LiteRT output shape {got.shape} != Keras output {expected.shape}")
-    diff = np.abs(got.astype(np.float64) - expected)
-    mse = float(np.mean(diff**2))
+    if set(got) != set(expected):
+        raise RuntimeError(f"LiteRT outputs {sorted(got)} != Keras outputs {sorted(expected)}")
+    per_output = {}
+    for name in sorted(got):
+        if got[name].shape != expected[name].shape:
+            raise RuntimeError(
+                f"output {name!r}: LiteRT shape {got[name].shape} != Keras {expected[name].shape}"
+            )
+        diff = np.abs(got[name].astype(np.float64) - expected[name])
+        mse = float(np.mean(diff**2))
+        per_output[name] = {
+            "max_abs_diff": float(diff.max()),
+            "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse)),
+            "shape": [int(d) for d in got[name].shape],
+        }
+    first = (
+        per_output[output_name] if output_name in per_output else next(iter(per_output.values()))
+    )
     return {
-        "max_abs_diff": float(diff.max()),
-        "psnr_db": float("inf") if mse == 0 else float(10 * np.log10(1.0 / mse)),
-        "keras_latency_s": _latency(lambda: np.asarray(keras_fn()), repeats),
+        "max_abs_diff": max(p["max_abs_diff"] for p in per_output.values()),
+        "psnr_db": min(p["psnr_db"] for p in per_output.values()),
+        "keras_latency_s": _latency(lambda: tf.nest.map_structure(np.asarray, keras_fn()), repeats),
         "tflite_latency_s": _latency(lambda: run_tflite(interpreter, feeds), repeats),
         "tflite_threads": num_threads or os.cpu_count() or 1,
         "input_shape": [int(d) for d in np.shape(feeds[names[0]])],
-        "output_shape": [int(d) for d in got.shape],
+        "output_shape": first["shape"],
+        **({"per_output": per_output} if len(per_output) > 1 else {}),
     }
 
 
@@ -594,7 +613,10 @@ def export_tflite(
                 raise ValueError("pass parity_feeds (or calibration_data) to check this model")
         else:
             source = "given"
-        info["parity"] = {"input": source, **parity_check(net, output, feeds, repeats, num_threads)}
+        info["parity"] = {
+            "input": source,
+            **parity_check(net, output, feeds, repeats, num_threads, output_name),
+        }
         _atomic_write(metadata_path(output), (json.dumps(info, indent=2) + "\n").encode())
     return info
 

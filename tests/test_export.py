@@ -228,6 +228,24 @@ def test_model_with_several_named_inputs(tmp_path):
     info = export_tflite(model, tmp_path / "two.tflite", height=32, width=48, parity_feeds=feeds)
     assert sorted(i["name"] for i in info["inputs"]) == ["depth", "photo"]
     assert info["parity"]["max_abs_diff"] < 1e-5
+    # a callable with several named inputs and outputs: every output is compared
+    tracked = model
+
+    def two_outputs(photo, depth):
+        y = tracked({"photo": photo, "depth": depth})
+        return {"image": y, "mean": keras.ops.mean(y, axis=(1, 2))}
+
+    specs = {
+        "photo": tf.TensorSpec([1, 32, 48, 3], tf.float32, name="photo"),
+        "depth": tf.TensorSpec([1, 32, 48, 1], tf.float32, name="depth"),
+    }
+    info = export_tflite(
+        two_outputs, tmp_path / "fn.tflite", input_specs=specs, track=[model], parity_feeds=feeds
+    )
+    assert sorted(o["name"] for o in info["outputs"]) == ["image", "mean"]
+    per_output = info["parity"]["per_output"]
+    assert per_output["mean"]["shape"] == [1, 3] and per_output["image"]["shape"] == [1, 32, 48, 3]
+    assert info["parity"]["max_abs_diff"] < 1e-5
     assert info["level"] is None and "input_description" not in info
 
 
