@@ -7,6 +7,8 @@
 For each photo writes `<stem>_deeplens_a<aperture>.png` per aperture (several apertures give a
 sequence to compare) and `<stem>_deeplens_depth.png` (the depth map used: brighter = nearer),
 beside the photo unless --output_dir is given. Inputs are never overwritten; writes are atomic.
+Images have the photo's size with the long side capped at 1280 (the original evaluator's cap);
+the depth map has the working size (a quarter of that for photos of 1280 and more).
 """
 
 import logging
