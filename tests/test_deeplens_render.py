@@ -98,3 +98,19 @@ def test_compiled_modules_equal_eager(model):
     eager = deeplens_forward(model, lo, compiled=False, **args)
     graph = deeplens_forward(model, lo, compiled=True, **args)
     np.testing.assert_allclose(graph["dof_640"].numpy(), eager["dof_640"].numpy(), atol=1e-6)
+
+
+def test_batched_forward_gathers_focus_per_sample(model):
+    from pynet_bokeh.models.deeplens import deeplens_forward
+
+    photo, depth = scene(48, 96)
+    batch = np.stack([photo, photo[:, ::-1]])
+    depths = np.stack([depth, depth[:, ::-1]])[..., None]
+    out = deeplens_forward(model, batch, [(5, 5), (5, 5)], [0.5, 1.0], depth=depths)
+    np.testing.assert_allclose(out["focal_depth"].numpy(), [NEAR, FAR])
+    assert out["dof_320"].shape == (2, 48, 96, 3)
+    # sample 0 focuses near (left), sample 1 far (its left is the mirrored far plane)
+    np.testing.assert_allclose(out["dof_320"][0, :, :50].numpy(), photo[:, :50], atol=1e-6)
+    np.testing.assert_allclose(out["dof_320"][1, :, :30].numpy(), batch[1, :, :30], atol=1e-6)
+    single = deeplens_forward(model, batch[1], (5, 5), 1.0, depth=depths[1])
+    np.testing.assert_allclose(out["dof_320"][1].numpy(), single["dof_320"].numpy(), atol=1e-6)
