@@ -14,13 +14,15 @@ doing nothing.
 Writes into `out_dir`: `per_image.csv` (one row per image and method), `summary.json` (means
 and settings), `report.md` (the table, panels and per-image rows), `panels/<stem>.png`
 (input | output | target | error heat map, one row per method) for the first `num_panels`
-images, and with `save_outputs` the outputs as `outputs/<method>/<stem>.png`.
+images, and with `save_outputs` the outputs as `outputs/<method>/<stem>.png` (the method's name with
+characters other than letters, digits, `_.-` replaced by `_`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 import warnings
 from pathlib import Path
@@ -183,7 +185,8 @@ def evaluate(
                 rows.append(row)
                 outputs[name] = out
                 if save_outputs:
-                    image_io.write_image(out_dir / "outputs" / name / f"{sample.stem}.png", out)
+                    folder = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+                    image_io.write_image(out_dir / "outputs" / folder / f"{sample.stem}.png", out)
             if len(panels) < num_panels:
                 image = report.sample_panel(photo, depth, outputs, target)
                 rel = f"panels/{sample.stem}.png"
