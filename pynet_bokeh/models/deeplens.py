@@ -230,8 +230,9 @@ def build_sr_net(name="SR"):
 class DeepLens(keras.Model):
     """The four DeepLens modules (`depth_net`, `lensblur_net`, `feature_net`, `sr_net`).
 
-    `model(inputs)` runs `deeplens_forward` on a dict with `image_320`, `focus_xy`, `aperture` and
-    optionally `image_640`, `image_1280` (RGB), returning its dict.
+    A container (its weights are the modules'): run it with `deeplens_forward` (explicit
+    pyramid) or `render_deeplens` (a photo), or build one functional model of the whole graph
+    with `build_deeplens_graph` / `deeplens_export_function`.
     """
 
     def __init__(self, name="deeplens", **kwargs):
@@ -242,9 +243,6 @@ class DeepLens(keras.Model):
         self.sr_net = build_sr_net()
         self.combine = ApplyKernel(name="combine")
         self.built = True
-
-    def call(self, inputs, training=False):
-        return deeplens_forward(self, training=training, **inputs)
 
 
 def build_deeplens():
