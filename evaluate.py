@@ -13,6 +13,7 @@ Inference is at full resolution (reflection padding to a multiple of 32, cropped
 Scores follow the authors (32-px border removed; --protocol aim2020 scores a centre crop).
 """
 
+import numpy as np
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
@@ -25,7 +26,16 @@ def define_flags(fv=FLAGS):
     names) can be imported together, e.g. by one test session.
     """
     flags.DEFINE_enum(
-        "model", "pynet", ["pynet"], "Which network the checkpoint holds.", flag_values=fv
+        "model",
+        "pynet",
+        ["pynet", "deeplens", "bradcn"],
+        "Which network the checkpoint holds (deeplens: focus at the photo's centre, "
+        "--aperture; bradcn: --weights from train_level.py, its own depth).",
+        flag_values=fv,
+    )
+    flags.DEFINE_float("aperture", 0.5, "DeepLens aperture in [0, 1].", flag_values=fv)
+    flags.DEFINE_enum(
+        "bradcn_config", "paper", ["paper", "tiny"], "BRADCN configuration.", flag_values=fv
     )
     flags.DEFINE_string(
         "weights", None, "This package's weights file (.weights.h5 / .keras).", flag_values=fv
@@ -84,10 +94,10 @@ def define_flags(fv=FLAGS):
     return fv
 
 
-def load_renderer(model, weights, tf1_checkpoint, level):
+def load_renderer(model, weights, tf1_checkpoint, level, aperture=0.5, config="paper"):
     """Dispatch point for --model: returns (method label, renderer(photo, depth) -> image).
 
-    Add another network here (e.g. "deeplens") with its own loader and renderer.
+    Another network goes here with its own loader and renderer.
     """
     from pathlib import Path
 
@@ -99,6 +109,34 @@ def load_renderer(model, weights, tf1_checkpoint, level):
         net = load_pynet(weights=weights, tf1_checkpoint=tf1_checkpoint)
         label = f"pynet L{level} ({Path(weights or tf1_checkpoint).name})"
         return label, evaluation.model_renderer(net, level)
+    if (weights is None) == (tf1_checkpoint is None):
+        raise app.UsageError(f"--model {model} needs exactly one of --weights / --tf1_checkpoint")
+    name = Path(weights or tf1_checkpoint).name
+    if model == "deeplens":
+        from pynet_bokeh import image_io
+        from pynet_bokeh.models.deeplens import (
+            build_deeplens,
+            load_deeplens_checkpoint,
+            render_deeplens,
+        )
+
+        net = load_deeplens_checkpoint(build_deeplens(), weights or tf1_checkpoint)
+
+        def render(photo, depth):
+            # DeepLens predicts its own depth and caps the long side at 1280: back to full size.
+            image, _ = render_deeplens(net, photo, aperture=aperture)
+            return np.clip(image_io.resize_bicubic(image, photo.shape[:2]), 0.0, 1.0)
+
+        return f"deeplens A={aperture:g} ({name})", render
+    if model == "bradcn":
+        if weights is None:
+            raise app.UsageError(
+                "--model bradcn takes --weights (train_level.py's final.weights.h5)"
+            )
+        from pynet_bokeh.models.bradcn import load_bradcn, render_bradcn
+
+        net = load_bradcn(weights, config=config)
+        return f"bradcn ({name})", lambda photo, depth: render_bradcn(net, photo)
     raise app.UsageError(f"--model {model!r} has no loader in evaluate.load_renderer")
 
 
@@ -133,7 +171,9 @@ def main(argv, flag_values=FLAGS):
     if opts.compare_weights or opts.compare_tf1_checkpoint:
         checkpoints.append((opts.compare_weights, opts.compare_tf1_checkpoint, "compare"))
     for weights, tf1, key in checkpoints:
-        label, render = load_renderer(opts.model, weights, tf1, opts.level)
+        label, render = load_renderer(
+            opts.model, weights, tf1, opts.level, aperture=opts.aperture, config=opts.bradcn_config
+        )
         if label in renderers:
             label += f" [{key}]"
         renderers[label] = render

@@ -13,6 +13,7 @@ scene) through Keras and LiteRT and prints size, max abs difference, PSNR and CP
 `<output>.json` beside the model records the tensor layout (see docs/android.md).
 """
 
+import numpy as np
 from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
@@ -25,7 +26,17 @@ def define_flags(fv=FLAGS):
     names) can be imported together, e.g. by one test session.
     """
     flags.DEFINE_enum(
-        "model", "pynet", ["pynet"], "Which network the checkpoint holds.", flag_values=fv
+        "model",
+        "pynet",
+        ["pynet", "deeplens", "bradcn"],
+        "Which network the checkpoint holds. deeplens: --tf1_checkpoint is the authors' release "
+        "or --weights a training stage's final.weights.h5; --height/--width are the photo's "
+        "size (long side <= 1280). bradcn: --weights is train_level.py's final.weights.h5; "
+        "--height/--width the half-size RGB input.",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "bradcn_config", "paper", ["paper", "tiny"], "BRADCN configuration.", flag_values=fv
     )
     flags.DEFINE_string(
         "weights", None, "This package's weights file (.weights.h5 / .keras).", flag_values=fv
@@ -76,16 +87,49 @@ def define_flags(fv=FLAGS):
     return fv
 
 
-def load_export_model(model, weights, tf1_checkpoint):
+def load_export_model(model, weights, tf1_checkpoint, height=512, width=768, config="paper"):
     """Dispatch point for --model: returns (model, extra keyword arguments for export_tflite).
 
-    Add another network here (e.g. "deeplens") with its loader, its `input_specs` and a
-    `metadata` description of its inputs.
+    Another network goes here with its loader, its `input_specs` and a `metadata` description
+    of its inputs.
     """
     if model == "pynet":
         from pynet_bokeh.checkpoints import load_pynet
 
         return load_pynet(weights=weights, tf1_checkpoint=tf1_checkpoint), {}
+    if (weights is None) == (tf1_checkpoint is None):
+        raise app.UsageError(f"--model {model} needs exactly one of --weights / --tf1_checkpoint")
+    if model == "deeplens":
+        from pynet_bokeh.models.deeplens import (
+            build_deeplens,
+            deeplens_export_spec,
+            load_deeplens_checkpoint,
+        )
+
+        net = load_deeplens_checkpoint(build_deeplens(), weights or tf1_checkpoint)
+        return deeplens_export_spec(net, height, width)
+    if model == "bradcn":
+        if weights is None:
+            raise app.UsageError(
+                "--model bradcn takes --weights (train_level.py's final.weights.h5)"
+            )
+        import tensorflow as tf
+
+        from pynet_bokeh.models.bradcn import load_bradcn, render_stage_model
+
+        net = render_stage_model(load_bradcn(weights, config=config))
+        specs = {"rgb": tf.TensorSpec([1, height, width, 3], tf.float32, name="rgb")}
+        rng = np.random.default_rng(0)
+        feeds = {"rgb": rng.random((1, height, width, 3)).astype(np.float32)}
+        metadata = {
+            "model": "bradcn",
+            "inputs_meaning": {"rgb": "RGB photo in [0, 1], NHWC, at half the photo's size"},
+            "outputs_meaning": {
+                "bokeh": "RGB bokeh in [0, 1] at the input's size; upsample x2 (bilinear) to "
+                "the photo's size as the paper does"
+            },
+        }
+        return net, {"input_specs": specs, "parity_feeds": feeds, "metadata": metadata}
     raise app.UsageError(f"--model {model!r} has no loader in export_tflite.load_export_model")
 
 
@@ -102,7 +146,19 @@ def main(argv, flag_values=FLAGS):
             "--quantization int8 needs --calibration_dir: a folder of photos with their EBB! "
             "depth maps (e.g. images/ + depth_maps/), as the app will feed them"
         )
-    model, extra = load_export_model(opts.model, opts.weights, opts.tf1_checkpoint)
+    if opts.model != "pynet" and opts.quantization == "int8":
+        raise app.UsageError(
+            f"--quantization int8 is calibrated on photos + depth maps for PyNET only; for "
+            f"--model {opts.model} use none, fp16 or dynamic"
+        )
+    model, extra = load_export_model(
+        opts.model,
+        opts.weights,
+        opts.tf1_checkpoint,
+        height=opts.height,
+        width=opts.width,
+        config=opts.bradcn_config,
+    )
     logging.info("Exporting %s level %d (%s) ...", opts.model, opts.level, opts.quantization)
     info = export_tflite(
         model,
