@@ -1,11 +1,11 @@
 """Metrics and a visual report for a bokeh model, beside the identity and classical baselines.
 
     # An EBB!-layout test split, with targets: PSNR / SSIM / MS-SSIM, CSV, JSON, report, panels
-    python evaluate.py --weights runs/level_1/final.weights.h5 \
+    python evaluate.py --weights runs/pynet/level_1/final.weights.h5 \
         --dataset_dir EBB --split test --out_dir eval/pynet_l1
     # the authors' checkpoint, compared with a second one in the same report
     python evaluate.py --tf1_checkpoint models/original/pynet_bokeh_level_0 \
-        --compare_weights runs/level_1/final.weights.h5 --dataset_dir EBB --out_dir eval/cmp
+        --compare_weights runs/pynet/level_1/final.weights.h5 --dataset_dir EBB --out_dir eval/cmp
     # photos + depth maps without targets: outputs and panels only
     python evaluate.py --weights final.weights.h5 --photos_dir shots/ --out_dir eval/shots
 

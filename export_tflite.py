@@ -1,11 +1,11 @@
 """Export a bokeh model to TFLite / LiteRT (builtin ops only) and check it against Keras.
 
     # float32 at the EBB! input size (512 x 768 RGB + depth -> 1024 x 1536)
-    python export_tflite.py --weights runs/level_1/final.weights.h5 --output pynet_l1.tflite
+    python export_tflite.py --weights runs/pynet/level_1/final.weights.h5 --output pynet_l1.tflite
     # the authors' checkpoint, int8 calibrated on real photos + depth maps
     python export_tflite.py --tf1_checkpoint models/original/pynet_bokeh_level_0 \
         --output pynet_l1_int8.tflite --quantization int8 --calibration_dir ebb_samples
-    # level 2: a ~4x cheaper model whose output is the input's size
+    # level 2: output at the input's size (about the same compute: levels 1-2 are two small layers)
     python export_tflite.py --weights final.weights.h5 --level 2 --output pynet_l2.tflite
 
 After writing the file it runs one photo (the first of --calibration_dir, else a generated

@@ -82,26 +82,11 @@ def folder_samples(photos_dir, depth_dir=None, limit=None):
 
 
 def model_renderer(model, level=1):
-    """A PyNET (full model or level model) as a renderer, at full resolution.
-
-    The same steps as `inference.render_bokeh` (EBB! input, reflection padding, crop, resize of
-    levels > 1 to the photo's size, clip), but each renderer keeps its own compiled function:
-    `render_bokeh`'s cache holds one model at a time, and a report comparing two checkpoints
-    or levels would retrace PyNET on every image.
-    """
-    import tensorflow as tf
-
-    from pynet_bokeh.inference import predict_padded
-    from pynet_bokeh.models.pynet import level_model, level_scale
-
-    net = level_model(model, level) if isinstance(model.output, dict) else model
-    fn = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+    """A PyNET (full model or level model) as a renderer at full resolution (`render_bokeh`)."""
+    from pynet_bokeh.inference import render_bokeh
 
     def render(photo, depth):
-        y = predict_padded(fn, image_io.ebb_input(photo, depth), level_scale(level))
-        if y.shape[:2] != photo.shape[:2]:
-            y = image_io.resize_bicubic(y, photo.shape[:2])
-        return np.clip(y, 0.0, 1.0)
+        return render_bokeh(model, photo, depth, level)
 
     return render
 

@@ -40,22 +40,21 @@ def predict_padded(fn, x, out_scale, multiple=32):
     return y[0] if single else y
 
 
-_COMPILED = {}
-
-
 def level_function(model, level=1):
-    """A compiled function NHWC input -> the `level` output, for a full PyNET or a level model."""
-    key = (id(model), level)
-    if key not in _COMPILED:
+    """A compiled function NHWC input -> the `level` output, for a full PyNET or a level model.
+
+    Kept on the model object (one per level), so alternating models or levels never retraces.
+    """
+    cache = model.__dict__.setdefault("_level_functions", {})
+    if level not in cache:
         net = level_model(model, level) if isinstance(model.output, dict) else model
 
         @tf.function(reduce_retracing=True)
         def run(x):
             return net(x, training=False)
 
-        _COMPILED.clear()  # one model at a time: keep memory bounded
-        _COMPILED[key] = run
-    return _COMPILED[key]
+        cache[level] = run
+    return cache[level]
 
 
 def render_bokeh(model, photo, depth, level=1, depth_name="depth map"):

@@ -1,6 +1,8 @@
 """Shared test fixtures: paths to ../shared (tests skip when it is absent)."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,14 @@ def ebb_samples(shared_dir):
     if not path.is_dir():
         pytest.skip("../shared/ebb_samples is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def tf1_prefix(fixtures_dir, tmp_path_factory):
+    """The seed-0 PyNET TF1 checkpoint, written by the fixture's own script (no Adam slots)."""
+    prefix = tmp_path_factory.mktemp("pynet_tf1") / "pynet_bokeh_level_0"
+    script = fixtures_dir / "pynet_tf1" / "make_checkpoint.py"
+    subprocess.run(
+        [sys.executable, str(script), str(prefix), "--seed", "0"], check=True, capture_output=True
+    )
+    return prefix

@@ -24,16 +24,6 @@ def synthetic_set(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tf1_prefix(fixtures_dir, tmp_path_factory):
-    prefix = tmp_path_factory.mktemp("tf1") / "pynet_bokeh_level_0"
-    script = fixtures_dir / "pynet_tf1" / "make_checkpoint.py"
-    subprocess.run(
-        [sys.executable, str(script), str(prefix), "--seed", "0"], check=True, capture_output=True
-    )
-    return prefix
-
-
-@pytest.fixture(scope="module")
 def pynet(tf1_prefix):
     return load_tf1_checkpoint(build_pynet(), tf1_prefix)
 

@@ -12,7 +12,6 @@ non-trivial output, unlike a freshly initialised PyNET whose output is nearly co
 """
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -108,16 +107,6 @@ def tiny():
 def real_inputs(ebb_samples):
     """Four real photos + depth maps as 64 x 96 x 4 network inputs."""
     return photo_samples(ebb_samples, (H, W), count=4)
-
-
-@pytest.fixture(scope="module")
-def tf1_prefix(fixtures_dir, tmp_path_factory):
-    prefix = tmp_path_factory.mktemp("pynet_tf1") / "pynet_bokeh_level_0"
-    script = fixtures_dir / "pynet_tf1" / "make_checkpoint.py"
-    subprocess.run(
-        [sys.executable, str(script), str(prefix), "--seed", "0"], check=True, capture_output=True
-    )
-    return prefix
 
 
 @pytest.fixture(scope="module")

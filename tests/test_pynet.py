@@ -18,7 +18,7 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def tf1_prefix(fixtures_dir, tmp_path_factory):
+def slots_prefix(fixtures_dir, tmp_path_factory):
     """The seed-0 checkpoint written by the fixture's own script, with Adam slots."""
     out = tmp_path_factory.mktemp("tf1") / "pynet_bokeh_level_0"
     script = fixtures_dir / "pynet_tf1" / "make_checkpoint.py"
@@ -106,9 +106,9 @@ def test_keras_round_trip_exact(model, tmp_path):
         np.testing.assert_array_equal(np.asarray(loaded(x)[key]), np.asarray(model(x)[key]))
 
 
-def test_tf1_checkpoint_parity(model, tf1_prefix, fixtures_dir):
+def test_tf1_checkpoint_parity(model, slots_prefix, fixtures_dir):
     """Seven outputs of the original TF1 graph on both reference inputs, to 1e-4."""
-    load_tf1_checkpoint(model, tf1_prefix)
+    load_tf1_checkpoint(model, slots_prefix)
     ref = np.load(fixtures_dir / "pynet_tf1" / "reference_seed0.npz")
     for i in (0, 1):
         out = model(ref[f"input_{i}"])
@@ -119,11 +119,8 @@ def test_tf1_checkpoint_parity(model, tf1_prefix, fixtures_dir):
             assert np.abs(got - want).max() < 1e-4, (i, level)
 
 
-def test_tf1_checkpoint_without_slots(model, fixtures_dir, tmp_path):
-    prefix = tmp_path / "plain"
-    script = fixtures_dir / "pynet_tf1" / "make_checkpoint.py"
-    subprocess.run([sys.executable, str(script), str(prefix), "--seed", "0"], check=True)
-    load_tf1_checkpoint(model, str(prefix) + ".index")  # the .index path is accepted too
+def test_tf1_checkpoint_without_slots(model, tf1_prefix, fixtures_dir):
+    load_tf1_checkpoint(model, str(tf1_prefix) + ".index")  # the .index path is accepted too
     ref = np.load(fixtures_dir / "pynet_tf1" / "reference_seed0.npz")
     got = np.asarray(model(ref["input_1"])["level1"])
     assert np.abs(got - ref["level1_1"]).max() < 1e-4
@@ -167,9 +164,9 @@ def test_wrong_shape_is_named(model, fixtures_dir, tmp_path):
         load_tf1_checkpoint(model, tmp_path / "ck")
 
 
-def test_other_options_refused(tf1_prefix):
+def test_other_options_refused(slots_prefix):
     with pytest.raises(CheckpointMismatchError, match="instance_norm.*defaults"):
-        load_tf1_checkpoint(build_pynet(instance_norm=False), tf1_prefix)
+        load_tf1_checkpoint(build_pynet(instance_norm=False), slots_prefix)
 
 
 def test_missing_checkpoint_and_wrong_model(model, tmp_path):
@@ -179,15 +176,15 @@ def test_missing_checkpoint_and_wrong_model(model, tmp_path):
         load_tf1_checkpoint(level_model(model, 7), tmp_path / "nope")
 
 
-def test_convert_cli_writes_loadable_weights(tf1_prefix, fixtures_dir, tmp_path):
+def test_convert_cli_writes_loadable_weights(slots_prefix, fixtures_dir, tmp_path):
     from pynet_bokeh.cli import main
 
     out = tmp_path / "authors.weights.h5"
-    assert main(["convert-tf1", str(tf1_prefix), str(out)]) == 0
+    assert main(["convert-tf1", str(slots_prefix), str(out)]) == 0
     fresh = build_pynet()
     fresh.load_weights(out)
     ref = np.load(fixtures_dir / "pynet_tf1" / "reference_seed0.npz")
     got = np.asarray(fresh(ref["input_0"])["level2"])
     assert np.abs(got - ref["level2_0"]).max() < 1e-4
     with pytest.raises(ValueError, match="must end with .weights.h5"):
-        convert_tf1_checkpoint(tf1_prefix, tmp_path / "x.h5")
+        convert_tf1_checkpoint(slots_prefix, tmp_path / "x.h5")
