@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from pynet_bokeh import image_io, metrics, report
+from pynet_bokeh.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def evaluate(
     columns.append("seconds")
     report.write_csv(out_dir / "per_image.csv", rows, columns)
     report.write_json(out_dir / "summary.json", summary)
-    report.atomic_write_text(
+    write_text_atomic(
         out_dir / "report.md",
         report.markdown_report(summary, panels, rows if len(rows) <= 300 else ()),
     )

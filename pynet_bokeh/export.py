@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from pynet_bokeh import image_io
+from pynet_bokeh.files import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -448,21 +449,6 @@ def parity_check(model, tflite_path, feeds, repeats=3, num_threads=None, output_
     }
 
 
-def _atomic_write(path, data: bytes):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _mobile_graph(net):
     if not isinstance(net, keras.Model):
         return net
@@ -564,7 +550,7 @@ def export_tflite(
         )
     ops = op_names(content)
     check_builtin_ops(ops, f"the converted model {output}")
-    _atomic_write(output, content)
+    write_bytes_atomic(output, content)
     info = {
         "file": output.name,
         "size_bytes": output.stat().st_size,
@@ -598,7 +584,7 @@ def export_tflite(
     if metadata:
         info.update(metadata)
     # The JSON goes out now, and again with the parity numbers: never a model without its JSON.
-    _atomic_write(metadata_path(output), (json.dumps(info, indent=2) + "\n").encode())
+    write_bytes_atomic(metadata_path(output), (json.dumps(info, indent=2) + "\n").encode())
     if check:
         feeds = parity_feeds
         if feeds is None:
@@ -617,7 +603,7 @@ def export_tflite(
             "input": source,
             **parity_check(net, output, feeds, repeats, num_threads, output_name),
         }
-        _atomic_write(metadata_path(output), (json.dumps(info, indent=2) + "\n").encode())
+        write_bytes_atomic(metadata_path(output), (json.dumps(info, indent=2) + "\n").encode())
     return info
 
 

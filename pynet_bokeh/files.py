@@ -29,3 +29,18 @@ def atomic_path(path, suffix=".tmp"):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_bytes_atomic(path, data):
+    """Writes `data` to `path` atomically (see `atomic_path`); returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path, text):
+    """Writes `text` to `path` atomically (newlines as given); returns the path."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            f.write(text)
+    return Path(path)

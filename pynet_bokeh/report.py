@@ -10,34 +10,16 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from pynet_bokeh import image_io
+from pynet_bokeh.files import write_text_atomic
 
 ERROR_SCALE = 0.25  # |error| mapped to the top of the heat map's colour scale
 TILE_WIDTH = 512  # panel tiles are downscaled to this width
-
-
-def atomic_write_text(path, text):
-    """Writes `text` to `path` via a temp file in the same folder and `os.replace`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def error_heat_map(pred, target, scale=ERROR_SCALE):
@@ -104,7 +86,7 @@ def write_csv(path, rows, columns):
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _fmt(row.get(k)) for k in columns})
-    return atomic_write_text(path, buf.getvalue())
+    return write_text_atomic(path, buf.getvalue())
 
 
 def _fmt(value):
@@ -114,7 +96,7 @@ def _fmt(value):
 
 
 def write_json(path, data):
-    return atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    return write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _cell(value, digits):

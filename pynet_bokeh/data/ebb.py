@@ -22,7 +22,6 @@ import json
 import os
 import re
 import struct
-import tempfile
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from pynet_bokeh.files import write_text_atomic
 from pynet_bokeh.image_io import half_size
 
 __all__ = [
@@ -235,15 +235,7 @@ class _ValidationCache:
     def save(self):
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump({"version": self.VERSION, "files": self.entries}, f)
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_text_atomic(self.path, json.dumps({"version": self.VERSION, "files": self.entries}))
 
 
 def _check_pair(pair, require_bokeh, cache):

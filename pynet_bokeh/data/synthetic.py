@@ -29,8 +29,6 @@ records the parameters, `.complete` marks a finished set.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +36,7 @@ import cv2
 import numpy as np
 from absl import logging
 
+from pynet_bokeh.files import write_bytes_atomic
 from pynet_bokeh.image_io import write_image
 from pynet_bokeh.render.classical import SceneLayer, linear_to_srgb, render_layers, srgb_to_linear
 
@@ -180,26 +179,12 @@ def render_sample(layers, focus_disparity, aperture):
 # ------------------------------------------------------------------------------------ files
 
 
-def _atomic_write_bytes(path, data):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _write_npy(path, array):
     import io
 
     buf = io.BytesIO()
     np.save(buf, np.asarray(array, np.float32))
-    _atomic_write_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def sample_paths(split_dir, stem):
@@ -258,7 +243,7 @@ def _write_scene(split_dir, scene_seed, index, size, variants, aperture_range):
             "scene": index,
             "variant": k,
         }
-        _atomic_write_bytes(paths["params"], (json.dumps(params, indent=1) + "\n").encode())
+        write_bytes_atomic(paths["params"], (json.dumps(params, indent=1) + "\n").encode())
 
 
 def _check_size(size):
@@ -307,7 +292,7 @@ def generate_dataset(
         if (out / COMPLETE_MARKER).exists():
             return out
     else:
-        _atomic_write_bytes(params_path, (json.dumps(config, indent=1) + "\n").encode())
+        write_bytes_atomic(params_path, (json.dumps(config, indent=1) + "\n").encode())
 
     jobs = [(s, i) for s, n in zip(SPLITS, (n_train, n_test), strict=True) for i in range(n)]
     start, done, last_log = time.monotonic(), 0, 0.0
@@ -330,7 +315,7 @@ def generate_dataset(
                 (len(jobs) - done) / max(rate, 1e-9),
             )
             last_log = now
-    _atomic_write_bytes(out / COMPLETE_MARKER, b"")
+    write_bytes_atomic(out / COMPLETE_MARKER, b"")
     return out
 
 
