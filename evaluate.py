@@ -133,7 +133,8 @@ def load_renderer(model, weights, tf1_checkpoint, level, aperture=0.5, config="p
             raise app.UsageError(
                 "--model bradcn takes --weights (train_level.py's final.weights.h5)"
             )
-        from pynet_bokeh.models.bradcn import load_bradcn, render_bradcn
+        from pynet_bokeh.models.bradcn import load_bradcn
+        from pynet_bokeh.renderers.bradcn import render_bradcn
 
         net = load_bradcn(weights, config=config)
         return f"bradcn ({name})", lambda photo, depth: render_bradcn(net, photo)

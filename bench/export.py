@@ -43,17 +43,17 @@ flags.DEFINE_string("out_dir", None, "Keep the .tflite files and a bench.json he
 
 def _load_model(tmp):
     from pynet_bokeh import build_pynet
-    from pynet_bokeh.checkpoints import load_pynet
+    from pynet_bokeh.renderers.pynet import load_pynet
 
     if FLAGS.weights or FLAGS.tf1_checkpoint:
-        return load_pynet(weights=FLAGS.weights, tf1_checkpoint=FLAGS.tf1_checkpoint), "given"
+        return load_pynet(FLAGS.weights or FLAGS.tf1_checkpoint), "given"
     script = SHARED / "fixtures" / "pynet_tf1" / "make_checkpoint.py"
     if script.is_file():
         prefix = os.path.join(tmp, "pynet_seed0")
         subprocess.run(
             [sys.executable, str(script), prefix, "--seed", "0"], check=True, capture_output=True
         )
-        return load_pynet(tf1_checkpoint=prefix), "TF1 fixture checkpoint, seed 0 (untrained)"
+        return load_pynet(prefix), "TF1 fixture checkpoint, seed 0 (untrained)"
     print("WARNING: no weights and no fixture script: random initial weights; PSNRs are weak.")
     return build_pynet(), "random initialisation"
 

@@ -17,7 +17,7 @@ def __getattr__(name):
 
         return getattr(megadepth, name)
     if name == "load_torch_file":
-        from depth_tools.torch_file import load_torch_file
+        from pynet_bokeh.weights.torch_file import load_torch_file
 
         return load_torch_file
     raise AttributeError(f"module 'depth_tools' has no attribute {name!r}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from depth_tools.torch_file import load_torch_file
+from pynet_bokeh.weights.torch_file import load_torch_file
 
 __all__ = ["build_megadepth", "load_megadepth_weights", "torch_key", "MEGADEPTH_MULTIPLE"]
 

@@ -1,6 +1,6 @@
 """PyNET-Bokeh on TensorFlow 2 / Keras 3.
 
-    from pynet_bokeh import build_pynet, load_tf1_checkpoint, level_model
+from pynet_bokeh import build_pynet, load_tf1_checkpoint, level_model
 """
 
 __version__ = "0.1.0"
@@ -14,7 +14,7 @@ def __getattr__(name):
 
         return getattr(pynet, name)
     if name == "load_tf1_checkpoint":
-        from pynet_bokeh.convert.tf1 import load_tf1_checkpoint
+        from pynet_bokeh.weights.tf1 import load_tf1_checkpoint
 
         return load_tf1_checkpoint
     raise AttributeError(f"module 'pynet_bokeh' has no attribute {name!r}")

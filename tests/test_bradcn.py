@@ -5,8 +5,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from dpt_weights import dpt_state_dict
 
-from depth_tools.torch_file import save_torch_zip
 from pynet_bokeh.models.bradcn import (
     adcn_stage_model,
     bradcn_config,
@@ -16,8 +16,9 @@ from pynet_bokeh.models.bradcn import (
     render_stage_model,
     set_trainable,
 )
-from pynet_bokeh.models.dpt import build_dpt, dpt_state_dict
+from pynet_bokeh.models.dpt import build_dpt
 from pynet_bokeh.models.dpt_layers import NyuMetricDepth
+from pynet_bokeh.weights.torch_file import save_torch_zip
 
 X = np.random.default_rng(0).uniform(0, 1, (2, 64, 96, 3)).astype(np.float32)
 
@@ -161,7 +162,8 @@ def test_load_and_render_a_photo(tiny, tmp_path):
     """Trainer weights file -> load_bradcn -> the paper's test protocol on an odd-sized photo."""
     import cv2
 
-    from pynet_bokeh.models.bradcn import load_bradcn, render_bradcn
+    from pynet_bokeh.models.bradcn import load_bradcn
+    from pynet_bokeh.renderers.bradcn import render_bradcn
     from pynet_bokeh.training.checkpointing import save_weights
 
     path = save_weights(tiny, tmp_path / "final.weights.h5")

@@ -8,6 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 import tensorflow as tf
+from deeplens_weights import save_deeplens_checkpoint
 
 from pynet_bokeh.models.deeplens import (
     DeepLensCheckpointError,
@@ -17,7 +18,6 @@ from pynet_bokeh.models.deeplens import (
     deeplens_pyramid,
     load_deeplens_checkpoint,
     render_deeplens,
-    save_deeplens_checkpoint,
 )
 
 

@@ -8,10 +8,11 @@ by --depth_dir; one run without --depth_dir exercises the depth network (random 
 import numpy as np
 import pytest
 from absl import app, flags
+from deeplens_weights import init_layered_blur, save_deeplens_checkpoint
 
 from pynet_bokeh import deeplens_cli
 from pynet_bokeh.image_io import read_depth, read_photo, write_image
-from pynet_bokeh.models.deeplens import build_deeplens, init_layered_blur, save_deeplens_checkpoint
+from pynet_bokeh.models.deeplens import build_deeplens
 
 FLAGS = flags.FLAGS
 

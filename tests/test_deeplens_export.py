@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from deeplens_weights import init_layered_blur
 
 from pynet_bokeh.models.deeplens import (
     build_deeplens,
@@ -11,7 +12,6 @@ from pynet_bokeh.models.deeplens import (
     deeplens_export_function,
     deeplens_forward,
     export_scale,
-    init_layered_blur,
     render_deeplens,
 )
 

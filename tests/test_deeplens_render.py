@@ -10,8 +10,9 @@ blend at full resolution, and the given-depth path (`depth=`) that skips the dep
 
 import numpy as np
 import pytest
+from deeplens_weights import init_layered_blur
 
-from pynet_bokeh.models.deeplens import build_deeplens, init_layered_blur, render_deeplens
+from pynet_bokeh.models.deeplens import build_deeplens, render_deeplens
 
 NEAR, FAR = 1.0, 0.6  # inverse depth (larger = nearer)
 

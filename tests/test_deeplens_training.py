@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 from absl import app
+from deeplens_weights import save_deeplens_checkpoint
 
 from pynet_bokeh.models.deeplens import (
     build_deeplens,
     checkpoint_variables,
     load_deeplens_checkpoint,
-    save_deeplens_checkpoint,
 )
 from pynet_bokeh.training.checkpointing import FINAL_WEIGHTS, read_weights_by_name
 from pynet_bokeh.training.deeplens_task import (

@@ -7,18 +7,18 @@ import sys
 import keras
 import numpy as np
 import pytest
+from dpt_weights import dpt_state_dict
 
-from depth_tools.torch_file import save_torch_zip
 from pynet_bokeh.models.dpt import (
     CheckpointMismatchError,
     assign_dpt_weights,
     build_dpt,
     dpt_config,
     dpt_stage_model,
-    dpt_state_dict,
     load_dpt_checkpoint,
 )
 from pynet_bokeh.models.dpt_layers import BilinearUpsample, StdConv2D, bilinear_resize
+from pynet_bokeh.weights.torch_file import save_torch_zip
 
 # Stages stored in reference_seed0.npz, compared in float32 (tokens: blocks 8 and 11).
 F32_STAGES = [

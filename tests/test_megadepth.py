@@ -6,7 +6,7 @@ from absl import flags
 
 from depth_tools import build_megadepth, convert, load_megadepth_weights
 from depth_tools.megadepth import torch_key
-from depth_tools.torch_file import (
+from pynet_bokeh.weights.torch_file import (
     UnsafeTorchFileError,
     _Call,
     _Global,
@@ -123,7 +123,7 @@ def test_refuses_pth_with_non_allow_listed_global(fresh_net, tmp_path):
     # A zip .pth whose data.pkl calls builtins.eval: refused before anything runs.
     import zipfile
 
-    from depth_tools.torch_file import _dumps
+    from pynet_bokeh.weights.torch_file import _dumps
 
     with zipfile.ZipFile(tmp_path / "evil.pth", "w") as zf:
         zf.writestr("archive/data.pkl", _dumps({"x": _Call(_Global("builtins", "eval"), ("1",))}))

@@ -52,8 +52,9 @@ def bradcn_weights(tmp_path_factory):
 @pytest.fixture(scope="module")
 def deeplens_prefix(tmp_path_factory):
     import keras
+    from deeplens_weights import save_deeplens_checkpoint
 
-    from pynet_bokeh.models.deeplens import build_deeplens, save_deeplens_checkpoint
+    from pynet_bokeh.models.deeplens import build_deeplens
 
     keras.utils.set_random_seed(0)
     prefix = tmp_path_factory.mktemp("deeplens") / "model"
@@ -66,7 +67,8 @@ def _summary(out):
 
 
 def test_evaluate_bradcn(synthetic_set, bradcn_weights, tmp_path):
-    from pynet_bokeh.models.bradcn import load_bradcn, render_bradcn
+    from pynet_bokeh.models.bradcn import load_bradcn
+    from pynet_bokeh.renderers.bradcn import render_bradcn
 
     out = tmp_path / "eval"
     _run(

@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from depth_tools.torch_file import (
+from pynet_bokeh.weights.torch_file import (
     LEGACY_MAGIC,
     TorchFileError,
     UnsafeTorchFileError,

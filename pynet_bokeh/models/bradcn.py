@@ -39,6 +39,8 @@ from pynet_bokeh.models.dpt import (
     dpt_encoder,
 )
 from pynet_bokeh.models.dpt_layers import PACKAGE, NyuMetricDepth
+from pynet_bokeh.weights.keras_h5 import load_weights_by_name
+from pynet_bokeh.weights.torch_file import load_torch_file
 
 #: Spec section 1. ``render`` / ``depth`` name DPT configs (``dpt.DPT_CONFIGS``).
 BRADCN_CONFIGS = {
@@ -268,8 +270,6 @@ def load_bradcn_weights(model, render=None, depth=None):
     - ``depth``: ``dpt_hybrid_nyu-2ce69ec7.pt`` into the Depth Prediction Net.
     Returns {"render": skipped keys, "depth": skipped keys} for the files given.
     """
-    from depth_tools.torch_file import load_torch_file
-
     names = {layer.name for layer in model.layers}
     skipped = {}
     if render is not None:
@@ -295,32 +295,6 @@ def load_bradcn_weights(model, render=None, depth=None):
 def load_bradcn(weights, config="paper", **overrides):
     """A BRADCN model with the trainer's ``final.weights.h5`` (layers matched by name; the
     ``config`` and overrides must be those it was trained with)."""
-    from pynet_bokeh.training import checkpointing
-
     model = build_bradcn(config, **overrides)
-    checkpointing.load_weights_by_name(model, weights)
+    load_weights_by_name(model, weights)
     return model
-
-
-def render_bradcn(model, photo):
-    """The paper's test protocol [P] on one photo (H x W x 3 in [0, 1]): run at half size
-    (bicubic, reflection-padded to a multiple of 32), then upsample the output x2 bilinearly to
-    the photo's size; clipped to [0, 1]. BRADCN predicts its own depth: no depth map input."""
-    import numpy as np
-    import tensorflow as tf
-
-    from pynet_bokeh import image_io
-    from pynet_bokeh.inference import predict_padded
-
-    photo = np.asarray(photo, np.float32)
-    if photo.ndim != 3 or photo.shape[-1] != 3:
-        raise ValueError(f"photo must be H x W x 3 RGB in [0, 1], got shape {photo.shape}")
-    run = getattr(model, "_bradcn_render_fn", None)
-    if run is None:
-        view = render_stage_model(model)
-        run = tf.function(lambda x: view(x, training=False), reduce_retracing=True)
-        model._bradcn_render_fn = run
-    half = image_io.resize_bicubic(photo, image_io.half_size(photo.shape))
-    out = predict_padded(lambda x: run(tf.constant(x)).numpy(), half, 1.0)
-    full = tf.image.resize(out[None], photo.shape[:2], method="bilinear")[0].numpy()
-    return np.clip(full, 0.0, 1.0)

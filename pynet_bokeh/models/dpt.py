@@ -18,6 +18,7 @@ import os
 import keras
 import numpy as np
 
+from pynet_bokeh.errors import WeightsMismatchError
 from pynet_bokeh.models.dpt_layers import (
     BilinearUpsample,
     ClassTokenPosEmbed,
@@ -26,6 +27,7 @@ from pynet_bokeh.models.dpt_layers import (
     StdConv2D,
     TokensToGrid,
 )
+from pynet_bokeh.weights.torch_file import load_torch_file
 
 _BASE = dict(
     hybrid=True,
@@ -357,8 +359,8 @@ def dpt_key_map(cfg):
     return key_map
 
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint's keys or shapes do not match the model it is loaded into."""
+# One error class per kind across the package; the old name stays importable.
+CheckpointMismatchError = WeightsMismatchError
 
 
 def _torch_to_keras(array):
@@ -451,21 +453,6 @@ def assign_dpt_weights(model, state_dict, source="state_dict", skip=(), prefix="
     return skipped
 
 
-def dpt_state_dict(model, prefix=""):
-    """The inverse of ``assign_dpt_weights``: ``model``'s weights as a PyTorch-layout state
-    dict (DPT key names, float32), e.g. for ``depth_tools.torch_file.save_torch_zip``."""
-    layers = _model_layers(model, prefix)
-    state = {}
-    for key, (layer_name, index) in dpt_key_map(_infer_config(layers)).items():
-        value = keras.ops.convert_to_numpy(layers[layer_name].weights[index]).astype(np.float32)
-        if value.ndim == 4:
-            value = value.transpose(3, 2, 0, 1)
-        elif value.ndim == 2:
-            value = value.T
-        state[key] = np.ascontiguousarray(value)
-    return state
-
-
 def load_dpt_checkpoint(model, path, skip=(), prefix=""):
     """Load a released DPT/BRViT ``.pt`` (zip or legacy torch format, read without torch) into
     a model from ``build_dpt`` (or the DPT layers named ``prefix`` + name of a bigger model).
@@ -474,8 +461,6 @@ def load_dpt_checkpoint(model, path, skip=(), prefix=""):
     it). Returns the skipped keys (``UNUSED_KEY_PREFIXES`` and ``skip``); see
     ``assign_dpt_weights`` for the errors.
     """
-    from depth_tools.torch_file import load_torch_file
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(

@@ -12,6 +12,13 @@ from pynet_bokeh.models.layers import ScaledTanh, SpaceToDepth
 LEVELS = (1, 2, 3, 4, 5, 6, 7)
 
 
+def check_level(level) -> int:
+    """Returns `level` as an int, or raises ValueError if it is not 1..7."""
+    if isinstance(level, bool) or int(level) != level or int(level) not in LEVELS:
+        raise ValueError(f"level must be one of 1..7 (7 = coarsest, trained first), got {level!r}")
+    return int(level)
+
+
 def level_scale(level):
     """Output size / input size of a level: 2 for level 1, 1 for level 2, ... 1/32 for level 7."""
     return 2.0 / 2 ** (level - 1)

@@ -41,11 +41,11 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from pynet_bokeh.models.deeplens.networks import APERTURE_RADIUS_FRACTION
 from pynet_bokeh.training import checkpointing
 
 STAGES = ("depth", "blur", "sr", "all")
 LOSS_WEIGHTS = {"l1": 1.0, "gradient_l1": 0.5}
-APERTURE_RADIUS_FRACTION = 0.05
 # Our defaults (no published schedule): batch, steps, learning rate per stage.
 SCHEDULE = {"batch_size": 4, "learning_rate": 1e-4, "eval_every": 1000}
 STEPS = {"depth": 40000, "blur": 40000, "sr": 40000, "all": 20000}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-LEVELS = (1, 2, 3, 4, 5, 6, 7)
+from pynet_bokeh.models.pynet import LEVELS, check_level  # noqa: F401 (re-exported)
 
 AUTHORS_LEARNING_RATE = 5e-5
 AUTHORS_PATCH_SIZE = 512
@@ -60,13 +60,6 @@ class LevelSchedule:
             f"learning rate {self.learning_rate:g}, input patch {self.patch_size}x{self.patch_size}, "
             f"eval every {self.eval_every} steps"
         )
-
-
-def check_level(level) -> int:
-    """Returns `level` as an int, or raises ValueError if it is not 1..7."""
-    if isinstance(level, bool) or int(level) != level or int(level) not in LEVELS:
-        raise ValueError(f"level must be one of 1..7 (7 = coarsest, trained first), got {level!r}")
-    return int(level)
 
 
 def authors_schedule(level: int) -> LevelSchedule:

@@ -1,0 +1,116 @@
+"""PyNET-Bokeh (Ignatov et al., CVPRW 2020): the EBB! look from a photo and its depth map.
+
+It renders one look (Canon 7D, 50 mm f/1.8, focused where the photographer focused), so it
+refuses the focus and blur controls. Weights: this package's `.weights.h5` (by layer name when
+the trainer wrote it, else Keras' own order), a `.keras` file, a level folder holding
+`final.weights.h5`, or the authors' TF1 checkpoint prefix (`pynet_bokeh_level_0`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from pynet_bokeh.errors import UsageError, WeightsMismatchError
+from pynet_bokeh.renderers.base import Renderer
+
+FINAL_WEIGHTS = "final.weights.h5"
+WEIGHTS_FORMATS = (
+    ".weights.h5 (train_level.py or pynet-bokeh convert-tf1)",
+    ".keras",
+    "a level folder with final.weights.h5",
+    "the authors' TF1 checkpoint prefix (pynet_bokeh_level_0)",
+)
+
+
+def load_pynet(path, **build_kwargs):
+    """A full PyNET (`build_pynet(**build_kwargs)`) with the weights at `path` (any format of
+    `WEIGHTS_FORMATS`). A missing path raises FileNotFoundError naming it; weights of another
+    network raise WeightsMismatchError."""
+    import keras
+
+    from pynet_bokeh.models.pynet import build_pynet
+    from pynet_bokeh.weights import keras_h5, tf1
+
+    path = os.fspath(path)
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, FINAL_WEIGHTS)):
+        path = os.path.join(path, FINAL_WEIGHTS)
+    if path.endswith(".keras"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--weights {path}: file not found")
+        return keras.saving.load_model(path)
+    if path.endswith(".h5"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"--weights {path}: file not found; pass a .weights.h5 saved by train_level.py "
+                "(model_dir/level_N/final.weights.h5) or by `pynet-bokeh convert-tf1`"
+            )
+        model = build_pynet(**build_kwargs)
+        if keras_h5.has_layer_names(path):
+            keras_h5.load_weights_by_name(model, path)
+        else:
+            try:
+                model.load_weights(path)
+            except ValueError as err:
+                raise WeightsMismatchError(
+                    f"--weights {path} does not hold PyNET's weights ({str(err).splitlines()[0]})"
+                ) from None
+        return model
+    try:
+        prefix = tf1.resolve_prefix(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"--weights {path}: no such file or checkpoint; PyNET takes "
+            + "; ".join(WEIGHTS_FORMATS)
+        ) from None
+    return tf1.load_tf1_checkpoint(build_pynet(**build_kwargs), prefix)
+
+
+def convert_tf1_checkpoint(prefix, output, **build_kwargs):
+    """The authors' checkpoint as this package's `.weights.h5` (written atomically)."""
+    from pynet_bokeh.models.pynet import build_pynet
+    from pynet_bokeh.weights import keras_h5, tf1
+
+    output = os.fspath(output)
+    if not output.endswith(".weights.h5"):
+        raise UsageError(f"output {output!r} must end with .weights.h5 (Keras weights file)")
+    model = tf1.load_tf1_checkpoint(build_pynet(**build_kwargs), prefix)
+    return keras_h5.save_weights(model, output)
+
+
+class PyNetRenderer(Renderer):
+    name = "pynet"
+    description = "PyNET-Bokeh, the EBB! look (Canon 7D, 50 mm f/1.8)"
+    fixed_look = (
+        "it renders the EBB! look: Canon 7D, 50 mm f/1.8, focused where the photographer focused"
+    )
+    needs_weights = True
+    weights_formats = WEIGHTS_FORMATS
+    training_task = "pynet_bokeh.training.pynet_task"
+
+    def __init__(self, weights=None, level=1, model=None):
+        """`weights`: a path (see WEIGHTS_FORMATS); `model`: an already built PyNET instead."""
+        from pynet_bokeh.models.pynet import check_level
+
+        if model is None and weights is None:
+            raise UsageError(f"--method pynet needs --weights ({', '.join(WEIGHTS_FORMATS)})")
+        try:
+            self.level = check_level(level)
+        except ValueError as err:
+            raise UsageError(f"--level: {err}") from None
+        self.weights = weights
+        self.model = model if model is not None else load_pynet(weights)
+
+    @property
+    def label(self):
+        return f"{super().label} L{self.level}" if self.level != 1 else super().label
+
+    def _render(self, photo, depth, controls):
+        from pynet_bokeh.inference import render_bokeh
+
+        return render_bokeh(self.model, photo, depth, self.level)
+
+    def export_spec(self, height, width, **options):
+        return self.model, {"level": self.level}
+
+
+RENDERER = PyNetRenderer

@@ -1,0 +1,126 @@
+"""Import of the authors' TF1 PyNET-Bokeh checkpoint (`pynet_bokeh_level_0.index` + `.data-*`).
+
+The release holds 440 variables `generator/Variable`, `generator/Variable_1`, ... numbered in
+graph-creation order (kernel, bias, then instance-norm shift and scale, layer by layer). Only the
+TF checkpoint reader is used: no TF1 graph, no session.
+"""
+
+import logging
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pynet_bokeh.errors import WeightsMismatchError
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_OPTIONS = {"input_channels": 4, "instance_norm": True, "instance_norm_level_1": False}
+
+
+# The name this module used before the package had one error class per kind.
+CheckpointMismatchError = WeightsMismatchError
+
+
+def tf1_variable_name(index):
+    """`generator/Variable` for 0, `generator/Variable_N` otherwise (TF1 Saver naming)."""
+    return "generator/Variable" if index == 0 else f"generator/Variable_{index}"
+
+
+def resolve_prefix(prefix):
+    """Accepts `PREFIX`, `PREFIX.index` or `PREFIX.data-...`; checks the files are there."""
+    prefix = os.fspath(prefix)
+    for suffix in (".index", ".meta"):
+        if prefix.endswith(suffix):
+            prefix = prefix[: -len(suffix)]
+    if ".data-" in os.path.basename(prefix):
+        prefix = prefix[: prefix.rindex(".data-")]
+    if os.path.isdir(prefix):
+        found = tf.train.latest_checkpoint(prefix)
+        if found is None:
+            raise FileNotFoundError(
+                f"No TF1 checkpoint in directory {prefix!r}: pass the checkpoint prefix, e.g. "
+                "models/original/pynet_bokeh_level_0 (the part before .index / .data-*)."
+            )
+        prefix = found
+    if not os.path.exists(prefix + ".index"):
+        raise FileNotFoundError(
+            f"TF1 checkpoint not found: {prefix + '.index'!r} does not exist. Pass the prefix of "
+            "the authors' release, e.g. models/original/pynet_bokeh_level_0, whose "
+            ".index and .data-00000-of-00001 files sit side by side."
+        )
+    return prefix
+
+
+def _model_variables(model):
+    """(layer, weight slot) in TF1 creation order, with the expected shape of each variable."""
+    order = getattr(model, "tf1_order", None)
+    if order is None:
+        raise TypeError(
+            "load_tf1_checkpoint expects the full model from build_pynet(), not "
+            f"{type(model).__name__} {model.name!r} (build the full model, load, then take "
+            "level_model(model, L))."
+        )
+    slots = []
+    for name in order:
+        layer = model.get_layer(name)
+        if isinstance(layer, keras.layers.GroupNormalization):
+            # The authors create the shift before the scale.
+            slots += [(layer, 1), (layer, 0)]
+        else:
+            slots += [(layer, i) for i in range(len(layer.weights))]
+    return slots
+
+
+def _options_note(model):
+    options = {k: getattr(model, k) for k in _DEFAULT_OPTIONS}
+    if options == _DEFAULT_OPTIONS:
+        return ""
+    return (
+        f" The model was built with {options}; the authors' release matches build_pynet() "
+        f"with its defaults {_DEFAULT_OPTIONS}."
+    )
+
+
+def read_tf1_weights(model, prefix):
+    """Reads and checks every variable the model needs; returns {layer name: [arrays]}."""
+    slots = _model_variables(model)
+    prefix = resolve_prefix(prefix)
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    values = {}
+    for index, (layer, slot) in enumerate(slots):
+        var = tf1_variable_name(index)
+        expected = tuple(layer.weights[slot].shape)
+        if var not in shapes:
+            raise WeightsMismatchError(
+                f"Variable {var!r} (for layer {layer.name!r}, shape {expected}) is missing from "
+                f"checkpoint {prefix!r}: the model needs {len(slots)} variables "
+                f"generator/Variable ... {tf1_variable_name(len(slots) - 1)}; is this the "
+                "authors' PyNET-Bokeh checkpoint?" + _options_note(model)
+            )
+        if tuple(shapes[var]) != expected:
+            raise WeightsMismatchError(
+                f"Variable {var!r} in checkpoint {prefix!r} has shape {tuple(shapes[var])}, but "
+                f"layer {layer.name!r} expects {expected}." + _options_note(model)
+            )
+        values.setdefault(layer.name, [None] * len(layer.weights))[slot] = reader.get_tensor(var)
+    extra = len(shapes) - len(slots)
+    if extra:
+        log.info("Ignored %d extra checkpoint variables (optimizer slots, counters).", extra)
+    return values
+
+
+def load_tf1_checkpoint(model, prefix):
+    """Loads the authors' TF1 checkpoint into a `build_pynet()` model, in place.
+
+    Optimizer slots and other extra variables are ignored. A missing variable or a shape
+    mismatch raises `WeightsMismatchError` naming the variable; nothing is assigned then.
+    Returns the model.
+    """
+    values = read_tf1_weights(model, prefix)
+    for name, arrays in values.items():
+        layer = model.get_layer(name)
+        layer.set_weights([np.asarray(a, dtype=layer.weights[0].dtype) for a in arrays])
+    return model

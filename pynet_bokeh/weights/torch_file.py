@@ -1,0 +1,485 @@
+"""Read and write PyTorch ``torch.save`` files with ``pickle`` + ``numpy`` only (no PyTorch).
+
+Reads both formats:
+
+- legacy (PyTorch < 1.6, or ``_use_new_zipfile_serialization=False``): pickles back to back
+  (magic number, protocol 1001, sys-info dict, the object whose tensors name storages through
+  persistent ids, the list of storage keys), then for each key in that list's order an int64
+  element count and the raw bytes;
+- zip (PyTorch >= 1.6): ``<name>/data.pkl``, ``<name>/data/<key>`` blobs, ``<name>/byteorder``.
+
+A .pth file is untrusted input: unpickling resolves only the allow-listed globals below and
+refuses anything else with :class:`UnsafeTorchFileError` naming the global and the file.
+
+    from pynet_bokeh.weights.torch_file import load_torch_file, save_torch_zip
+    tensors = load_torch_file("net_G.pth")          # {"module.0.weight": np.ndarray, ...}
+    save_torch_zip("copy.pth", tensors)             # readable by torch.load
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import struct
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from pynet_bokeh.errors import PynetBokehError
+from pynet_bokeh.files import atomic_path
+
+__all__ = [
+    "TorchFileError",
+    "UnsafeTorchFileError",
+    "load_torch_file",
+    "read_torch_file",
+    "save_torch_zip",
+    "state_dict_from",
+]
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+
+# Storage class name -> (numpy dtype of the raw bytes, element size). bfloat16 has no numpy
+# dtype: its raw uint16 bits are widened to float32 after the tensor is cut out.
+_STORAGE_DTYPES = {
+    "DoubleStorage": np.dtype(np.float64),
+    "FloatStorage": np.dtype(np.float32),
+    "HalfStorage": np.dtype(np.float16),
+    "BFloat16Storage": np.dtype(np.uint16),
+    "LongStorage": np.dtype(np.int64),
+    "IntStorage": np.dtype(np.int32),
+    "ShortStorage": np.dtype(np.int16),
+    "CharStorage": np.dtype(np.int8),
+    "ByteStorage": np.dtype(np.uint8),
+    "BoolStorage": np.dtype(np.bool_),
+}
+_STORAGE_FOR_DTYPE = {
+    dtype: name for name, dtype in _STORAGE_DTYPES.items() if name != "BFloat16Storage"
+}
+
+
+class TorchFileError(PynetBokehError, ValueError):
+    """A file is not a readable torch.save file (truncated, corrupt, unsupported layout)."""
+
+
+class UnsafeTorchFileError(TorchFileError):
+    """A file asks to unpickle a global outside the allow-list."""
+
+
+class _StorageType:
+    """Stand-in for ``torch.FloatStorage`` and friends (``torch.cuda.*`` loads to CPU)."""
+
+    def __init__(self, name):
+        self.name = name
+        self.dtype = _STORAGE_DTYPES[name]
+
+
+class _Storage:
+    """A storage named by a persistent id; ``data`` is filled in once its bytes are read."""
+
+    def __init__(self, stype, key, numel):
+        self.stype = stype
+        self.key = key
+        self.numel = numel
+        self.data = None
+        self.view = None  # (root _Storage, element offset) for pre-0.4 storage views
+
+    def array(self):
+        if self.view is not None:
+            root, offset = self.view
+            return root.array()[offset : offset + self.numel]
+        if self.data is None:
+            raise TorchFileError(f"storage {self.key!r} has no data")
+        return self.data
+
+
+class _LazyTensor:
+    """A tensor cut from a storage by offset, size and stride (elements), built on demand."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage = storage
+        self.offset = int(offset)
+        self.size = tuple(int(s) for s in size)
+        self.stride = tuple(int(s) for s in stride)
+
+    def materialize(self, path):
+        flat = self.storage.array()
+        if len(self.size) != len(self.stride):
+            raise TorchFileError(f"{path}: tensor size {self.size} and stride {self.stride} differ")
+        if any(s == 0 for s in self.size):
+            out = np.empty(self.size, flat.dtype)
+        else:
+            last = self.offset + sum(
+                (n - 1) * s for n, s in zip(self.size, self.stride, strict=True)
+            )
+            if self.offset < 0 or min(self.stride, default=0) < 0 or last >= flat.size:
+                raise TorchFileError(
+                    f"{path}: a tensor of size {self.size}, stride {self.stride}, offset "
+                    f"{self.offset} reaches past its storage of {flat.size} elements "
+                    "(the file is corrupt or truncated)"
+                )
+            out = np.lib.stride_tricks.as_strided(
+                flat[self.offset :],
+                shape=self.size,
+                strides=[s * flat.itemsize for s in self.stride],
+                writeable=False,
+            ).copy()
+        out = out.astype(out.dtype.newbyteorder("="), copy=False)
+        if self.storage.stype.name == "BFloat16Storage":
+            out = (out.astype(np.uint32) << 16).view(np.float32)
+        return out
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
+    return _LazyTensor(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, *_ignored):
+    return data
+
+
+_ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler resolving only ``_ALLOWED_GLOBALS`` and torch storage classes."""
+
+    def __init__(self, file, path, storages=None, load_storage=None):
+        super().__init__(file, encoding="latin1")  # latin1: files written by Python 2
+        self._path = path
+        self._storages = storages
+        self._load_storage = load_storage
+
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED_GLOBALS:
+            return _ALLOWED_GLOBALS[(module, name)]
+        if module in ("torch", "torch.cuda") and name in _STORAGE_DTYPES:
+            return _StorageType(name)
+        raise UnsafeTorchFileError(
+            f"{self._path}: refusing to unpickle global '{module}.{name}': only tensors, "
+            "OrderedDicts and plain containers are allowed in a weights file. If this file "
+            "holds a whole pickled model, re-save its state_dict() with PyTorch."
+        )
+
+    def persistent_load(self, pid):
+        if self._storages is None:
+            raise TorchFileError(f"{self._path}: unexpected persistent id {pid!r}")
+        if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
+            kind = pid[0] if isinstance(pid, tuple) and pid else pid
+            raise UnsafeTorchFileError(
+                f"{self._path}: refusing persistent id of type {kind!r} (only 'storage')"
+            )
+        if len(pid) not in (5, 6) or not isinstance(pid[1], _StorageType):
+            raise TorchFileError(f"{self._path}: malformed storage id {pid!r}")
+        stype, key, _location, numel = pid[1], str(pid[2]), pid[3], int(pid[4])
+        view = pid[5] if len(pid) == 6 else None
+        if key not in self._storages:
+            self._storages[key] = _Storage(stype, key, numel)
+            if self._load_storage is not None:
+                self._load_storage(self._storages[key])
+        root = self._storages[key]
+        if view is None:
+            return root
+        view_key, offset, view_numel = str(view[0]), int(view[1]), int(view[2])
+        if view_key not in self._storages:
+            sub = _Storage(stype, view_key, view_numel)
+            sub.view = (root, offset)
+            self._storages[view_key] = sub
+        return self._storages[view_key]
+
+
+def _materialize(obj, path):
+    if isinstance(obj, _LazyTensor):
+        return obj.materialize(path)
+    if isinstance(obj, _Storage):
+        return obj.array().copy()
+    if isinstance(obj, dict):
+        out = obj.__class__() if isinstance(obj, collections.OrderedDict) else {}
+        for k, v in obj.items():
+            out[k] = _materialize(v, path)
+        return out
+    if isinstance(obj, list):
+        return [_materialize(v, path) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_materialize(v, path) for v in obj)
+    return obj
+
+
+def _read_legacy(f, path):
+    def small_pickle():
+        return _RestrictedUnpickler(f, path).load()
+
+    try:
+        magic = small_pickle()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
+        if isinstance(err, UnsafeTorchFileError):
+            raise
+        raise TorchFileError(
+            f"{path}: not a torch.save file (neither a zip archive nor a legacy pickle): {err}"
+        ) from err
+    if magic != LEGACY_MAGIC:
+        raise TorchFileError(f"{path}: not a torch.save file (wrong magic number {magic!r})")
+    protocol = small_pickle()
+    if protocol != LEGACY_PROTOCOL:
+        raise TorchFileError(f"{path}: unsupported legacy protocol version {protocol!r}")
+    sys_info = small_pickle()
+    little = bool(sys_info.get("little_endian", True)) if isinstance(sys_info, dict) else True
+    order = "<" if little else ">"
+
+    storages = {}
+    obj = _RestrictedUnpickler(f, path, storages=storages).load()
+    keys = small_pickle()
+    for key in keys:
+        key = str(key)
+        storage = storages.get(key)
+        if storage is None or storage.view is not None:
+            raise TorchFileError(f"{path}: storage {key!r} is listed but never used")
+        head = f.read(8)
+        if len(head) != 8:
+            raise TorchFileError(f"{path}: truncated before the data of storage {key!r}")
+        (numel,) = struct.unpack(order + "q", head)
+        dtype = storage.stype.dtype.newbyteorder(order)
+        raw = f.read(numel * dtype.itemsize)
+        if len(raw) != numel * dtype.itemsize:
+            raise TorchFileError(f"{path}: truncated inside the data of storage {key!r}")
+        storage.data = np.frombuffer(raw, dtype)
+    return obj
+
+
+def _read_zip(path):
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        pkl = sorted((n for n in names if n.endswith("data.pkl")), key=len)
+        if not pkl:
+            raise TorchFileError(f"{path}: zip archive without a data.pkl: not a torch.save file")
+        prefix = pkl[0][: -len("data.pkl")]
+        order = "<"
+        if prefix + "byteorder" in names:
+            order = "<" if zf.read(prefix + "byteorder").strip() == b"little" else ">"
+
+        def load_storage(storage):
+            name = f"{prefix}data/{storage.key}"
+            if name not in names:
+                raise TorchFileError(f"{path}: missing storage record {name!r}")
+            dtype = storage.stype.dtype.newbyteorder(order)
+            raw = zf.read(name)
+            if len(raw) < storage.numel * dtype.itemsize:
+                raise TorchFileError(f"{path}: storage record {name!r} is truncated")
+            storage.data = np.frombuffer(raw, dtype, count=storage.numel)
+
+        with zf.open(pkl[0]) as f:
+            data = io.BytesIO(f.read())
+        return _RestrictedUnpickler(data, path, storages={}, load_storage=load_storage).load()
+
+
+def read_torch_file(path):
+    """Load a torch.save file's object (dicts, lists, tensors as numpy arrays), no PyTorch."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (a PyTorch .pth / .pt weights file)")
+    try:
+        if zipfile.is_zipfile(path):
+            obj = _read_zip(path)
+        else:
+            with open(path, "rb") as f:
+                obj = _read_legacy(f, path)
+    except UnsafeTorchFileError:
+        raise
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as err:
+        raise TorchFileError(f"{path}: corrupt or truncated torch.save file: {err}") from err
+    return _materialize(obj, path)
+
+
+_WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "params")
+
+
+def _is_tensor_dict(obj):
+    return (
+        isinstance(obj, dict)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items())
+    )
+
+
+def state_dict_from(obj, source="the file"):
+    """The ``{name: array}`` state dict in a loaded object: the object itself, or one nested
+    under a common wrapper key (``state_dict``, ``model``, ...) or as the only tensor dict."""
+    if _is_tensor_dict(obj):
+        return dict(obj)
+    if isinstance(obj, dict):
+        for key in _WRAPPER_KEYS:
+            if _is_tensor_dict(obj.get(key)):
+                return dict(obj[key])
+        nested = [k for k, v in obj.items() if _is_tensor_dict(v)]
+        if len(nested) == 1:
+            return dict(obj[nested[0]])
+        keys = ", ".join(repr(k) for k in list(obj)[:10])
+        raise TorchFileError(
+            f"{source}: no state dict of tensors found (top-level keys: {keys}); expected "
+            f"{{name: tensor}} or one nested under one of {', '.join(_WRAPPER_KEYS)}"
+        )
+    raise TorchFileError(
+        f"{source}: holds a {type(obj).__name__}, not a state dict of tensors {{name: tensor}}"
+    )
+
+
+def load_torch_file(path):
+    """Read a .pth / .pt file (legacy or zip format) into ``{name: np.ndarray}``, no PyTorch.
+
+    Nested checkpoints (``{"state_dict": ...}``, ``{"model": ...}``) are unwrapped by
+    :func:`state_dict_from`. Raises :class:`UnsafeTorchFileError` for any global outside the
+    allow-list and :class:`TorchFileError` for corrupt or unsupported files.
+    """
+    return state_dict_from(read_torch_file(path), source=str(path))
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+class _Global:
+    """A pickled reference to ``module.name`` (need not be importable here)."""
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+
+class _Call:
+    """Pickles as ``func(*args)`` with ``func`` a :class:`_Global`."""
+
+    def __init__(self, func, args):
+        self.func, self.args = func, tuple(args)
+
+
+class _PersistentId:
+    """Pickles as a persistent id (BINPERSID) holding ``value``."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _dumps(obj):
+    """Protocol-2 pickle of plain values plus :class:`_Global` / :class:`_Call` /
+    :class:`_PersistentId`, written opcode by opcode so that torch's globals need not exist."""
+    out = bytearray(pickle.PROTO + bytes([2]))
+
+    def emit(x):
+        if x is None:
+            out.extend(pickle.NONE)
+        elif isinstance(x, bool):
+            out.extend(pickle.NEWTRUE if x else pickle.NEWFALSE)
+        elif isinstance(x, int):
+            if -(2**31) <= x < 2**31:
+                out.extend(pickle.BININT + struct.pack("<i", x))
+            else:
+                raw = x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True)
+                out.extend(pickle.LONG1 + bytes([len(raw)]) + raw)
+        elif isinstance(x, float):
+            out.extend(pickle.BINFLOAT + struct.pack(">d", x))
+        elif isinstance(x, str):
+            raw = x.encode("utf-8")
+            out.extend(pickle.BINUNICODE + struct.pack("<I", len(raw)) + raw)
+        elif isinstance(x, tuple):
+            out.extend(pickle.MARK)
+            for v in x:
+                emit(v)
+            out.extend(pickle.TUPLE)
+        elif isinstance(x, list):
+            out.extend(pickle.EMPTY_LIST)
+            if x:
+                out.extend(pickle.MARK)
+                for v in x:
+                    emit(v)
+                out.extend(pickle.APPENDS)
+        elif isinstance(x, dict):
+            if isinstance(x, collections.OrderedDict):
+                emit(_Call(_Global("collections", "OrderedDict"), ()))
+            else:
+                out.extend(pickle.EMPTY_DICT)
+            if x:
+                out.extend(pickle.MARK)
+                for k, v in x.items():
+                    emit(k)
+                    emit(v)
+                out.extend(pickle.SETITEMS)
+        elif isinstance(x, _Global):
+            out.extend(pickle.GLOBAL + f"{x.module}\n{x.name}\n".encode("ascii"))
+        elif isinstance(x, _Call):
+            emit(x.func)
+            emit(x.args)
+            out.extend(pickle.REDUCE)
+        elif isinstance(x, _PersistentId):
+            emit(x.value)
+            out.extend(pickle.BINPERSID)
+        else:
+            raise TypeError(f"cannot pickle {type(x).__name__} for a torch file")
+
+    emit(obj)
+    out.extend(pickle.STOP)
+    return bytes(out)
+
+
+def _tensor_call(storage_name, key, numel, offset, shape, stride):
+    """``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())``."""
+    pid = _PersistentId(("storage", _Global("torch", storage_name), key, "cpu", numel))
+    return _Call(
+        _Global("torch._utils", "_rebuild_tensor_v2"),
+        (pid, offset, tuple(shape), tuple(stride), False, collections.OrderedDict()),
+    )
+
+
+def _aligned_extra(offset, name, alignment=64):
+    """A zip extra field ('FB' padding, as PyTorch writes) that puts a record's data at a
+    multiple of ``alignment`` bytes, so torch.load(mmap=True) can map it."""
+    start = offset + 30 + len(name.encode("utf-8")) + 4
+    pad = -start % alignment
+    return struct.pack("<HH", 0x4246, pad) + b"Z" * pad
+
+
+def save_torch_zip(path, tensors, archive_name="archive"):
+    """Write ``{name: array}`` as a zip-format torch.save file (what ``torch.save(state_dict)``
+    writes since PyTorch 1.6; ``torch.load`` reads it, weights_only included). Atomic."""
+    path = Path(path)
+    entries, blobs = collections.OrderedDict(), []
+    for name, value in tensors.items():
+        arr = np.asarray(value)
+        dtype = arr.dtype.newbyteorder("=")
+        if dtype not in _STORAGE_FOR_DTYPE:
+            raise TypeError(
+                f"save_torch_zip: tensor {name!r} has dtype {arr.dtype}, which has no torch "
+                f"storage here (use one of {sorted(str(d) for d in _STORAGE_FOR_DTYPE)})"
+            )
+        arr = np.asarray(arr, dtype=dtype.newbyteorder("<"), order="C")  # keeps 0-d
+        stride, step = [], 1
+        for n in reversed(arr.shape):
+            stride.insert(0, step)
+            step *= n
+        key = str(len(blobs))
+        entries[str(name)] = _tensor_call(
+            _STORAGE_FOR_DTYPE[dtype], key, arr.size, 0, arr.shape, stride
+        )
+        blobs.append((key, arr.tobytes()))
+
+    records = [("data.pkl", _dumps(entries)), ("byteorder", b"little")]
+    records += [(f"data/{key}", raw) for key, raw in blobs]
+    records += [("version", b"3\n")]
+    with atomic_path(path) as tmp, open(tmp, "wb") as f, zipfile.ZipFile(f, "w") as zf:
+        for rel, raw in records:
+            info = zipfile.ZipInfo(f"{archive_name}/{rel}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.extra = _aligned_extra(f.tell(), info.filename)
+            zf.writestr(info, raw)
+    return path
+
+
+if __name__ == "__main__":  # quick look: python -m depth_tools.torch_file FILE.pth
+    for k, v in load_torch_file(sys.argv[1]).items():
+        print(f"{k}\t{v.dtype}\t{tuple(v.shape)}")
