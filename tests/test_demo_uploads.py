@@ -1,0 +1,57 @@
+"""The demo's upload checks, temp folder and backend messages (no browser, no server)."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+from demo_scene import HEIGHT, WIDTH, make_scene, write_png_bomb
+
+from pynet_bokeh.demo import uploads
+from pynet_bokeh.demo.backend import DemoBackend, method_note, preview_scale
+from pynet_bokeh.errors import BadDataError
+from pynet_bokeh.renderers import get_renderer
+
+
+def test_bomb_and_30000_px_photo_are_refused_from_the_header(tmp_path):
+    bomb = write_png_bomb(tmp_path / "bomb.png", 30_000, 30_000)
+    before = bomb.read_bytes()
+    # PIL's own check fires first here (the demo turns it off and answers with the size).
+    with pytest.raises(BadDataError, match=r"photo bomb.png decodes to more than 179 MP"):
+        uploads.read_photo_upload(bomb)
+    assert bomb.read_bytes() == before  # the input is untouched
+    wide = write_png_bomb(tmp_path / "wide.png", 30_000, 20)  # 0.6 MP, but 30,000 px wide
+    with pytest.raises(BadDataError, match="30000 x 20 pixels"):
+        uploads.read_photo_upload(wide)
+    (tmp_path / "junk.png").write_bytes(b"not a png")
+    with pytest.raises(BadDataError, match="junk.png: not a readable"):
+        uploads.image_size(tmp_path / "junk.png")
+
+
+def test_temp_files_pruned_by_age_and_removed_on_close():
+    temp = uploads.TempFiles(max_age_s=60)
+    old = temp.new_path("a.png")
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    fresh = temp.new_path("b.png")  # making a file prunes the old one
+    assert not old.exists() and fresh.exists() and fresh.name.endswith("_b.png")
+    temp.close()
+    assert not temp.root.exists()
+
+
+def test_backend_preview_size_messages_and_full_size(tmp_path):
+    photo, depth = make_scene(tmp_path)
+    backend = DemoBackend({"classical": get_renderer("classical")})
+    image, status = backend.preview(photo, depth, 270, 320, 40.0, "classical")
+    scale = preview_scale((HEIGHT, WIDTH))
+    assert image.shape == (round(HEIGHT * scale), 768, 3) and image.dtype == np.uint8
+    assert status.startswith("preview 768 x 512, classical, focus (270, 320), K = 40:")
+    with pytest.raises(BadDataError, match="classical needs a depth map"):
+        backend.preview(photo, None, 270, 320, 40.0, "classical")
+    out = backend.render_full(photo, depth, 270, 320, 0.0, "classical")
+    assert os.path.dirname(out) == str(backend.temp.root)
+    from pynet_bokeh import image_io
+
+    np.testing.assert_allclose(image_io.read_photo(out), image_io.read_photo(photo), atol=1 / 255)
+    backend.temp.close()
+    assert "**identity takes no focus or blur**" in method_note(get_renderer("identity"))
+    assert method_note(get_renderer("classical")) == ""
