@@ -115,6 +115,15 @@ def _sharpness(image, photo, scale):
     )
 
 
+def _wait_text(locator, contains, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if contains in locator.inner_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never showed {contains!r}; last: {locator.inner_text()!r}")
+
+
 def test_click_focus_and_slide_blur_in_browser(server, browser, scene, tmp_path):
     from pynet_bokeh import image_io
 
@@ -125,36 +134,57 @@ def test_click_focus_and_slide_blur_in_browser(server, browser, scene, tmp_path)
     page = browser.new_page(viewport={"width": 1400, "height": 1300})
     page.goto(url)
     page.locator("#photo input[type=file]").set_input_files(str(photo_path))
-    page.locator("#depth input[type=file]").set_input_files(str(depth_path))
+    _wait_text(page.locator("#status"), "No depth map")
+    page.locator("#fallback").click()  # the labelled geometric prior
+    _wait_text(page.locator("#depth"), "GEOMETRIC FALLBACK")
     _status_after(page, focus=(WIDTH / 2, HEIGHT / 2))  # the photo's centre until a click
+    page.locator("#depth input[type=file]").set_input_files(str(depth_path))
+    deadline = time.monotonic() + 30
+    while "FALLBACK" in page.locator("#depth").inner_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "FALLBACK" not in page.locator("#depth").inner_text()  # a real map replaced it
 
     _click_photo(page, CLICK_NEAR)
     _status_after(page, focus=CLICK_NEAR)
     assert abs(float(page.locator("#focus_x input").input_value()) - CLICK_NEAR[0]) <= 3
     assert abs(float(page.locator("#focus_y input").input_value()) - CLICK_NEAR[1]) <= 3
 
-    page.locator("#blur input[type=range]").fill(str(BLUR))
+    page.locator("#blur input[type=range]").fill(str(BLUR))  # move the slider
     text = _status_after(page, focus=CLICK_NEAR, blur=BLUR)
     assert "768 x 512" in text
     near, far = _sharpness(_preview(page), photo, scale)
     print(f"\nfocus on the box: box sharpness {near:.4f}, wall {far:.4f} (of the photo's)")
     assert near > 0.8  # the clicked box stays sharp
     assert far < 0.1  # the wall behind it is blurred
-    shot = tmp_path / "demo_focus_near.png"
-    page.screenshot(path=str(shot), full_page=True)
 
     _click_photo(page, CLICK_FAR)
     _status_after(page, focus=CLICK_FAR, blur=BLUR)
     near2, far2 = _sharpness(_preview(page), photo, scale)
     print(f"focus on the wall: box sharpness {near2:.4f}, wall {far2:.4f}")
     assert far2 > 0.8 and near2 < 0.1  # swapped
-    page.screenshot(path=str(tmp_path / "demo_focus_far.png"), full_page=True)
+
+    _click_photo(page, CLICK_NEAR)  # back on the box, then the full-size render
+    _status_after(page, focus=CLICK_NEAR, blur=BLUR)
+    page.locator("#render").click()
+    page.locator("#compare img").first.wait_for(timeout=60_000)
+    page.locator("#dl:not([disabled])").wait_for(timeout=30_000)
+    import imageio.v3 as iio
+
+    full_src = page.locator("#full img").first.get_attribute("src")
+    full = iio.imread(io.BytesIO(page.request.get(full_src).body()))
+    assert full.shape == (HEIGHT, WIDTH, 3)
+    time.sleep(0.5)  # let the before/after slider finish drawing
+    shot = tmp_path / "demo_screenshot.png"
+    page.screenshot(path=str(shot), full_page=True)
+
+    page.locator("#method input").click()
+    page.get_by_role("option", name="identity: the photo unchanged").click()
+    _wait_text(page.locator("#method_note"), "identity takes no focus or blur")
     page.close()
     artefacts = os.environ.get("PYNET_BOKEH_ARTIFACTS")
     if artefacts:
         Path(artefacts).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(artefacts) / shot.name)
-        shutil.copy(tmp_path / "demo_focus_far.png", Path(artefacts) / "demo_focus_far.png")
 
 
 def test_render_endpoint_with_gradio_client(server, scene):

@@ -55,3 +55,37 @@ def test_backend_preview_size_messages_and_full_size(tmp_path):
     backend.temp.close()
     assert "**identity takes no focus or blur**" in method_note(get_renderer("identity"))
     assert method_note(get_renderer("classical")) == ""
+
+
+def test_depth_for_a_photo_from_a_network_and_the_labelled_fallback():
+    from depth_tools.generate import DepthSource, depth_map_for_photo
+    from pynet_bokeh.demo.depth import fallback_depth
+
+    photo = np.zeros((100, 150, 3), np.float32)
+    photo[:, 75:] = 1.0  # right half "near" for a network that reads brightness as disparity
+    source = DepthSource("bright", lambda x: x.mean(axis=-1), "inverse_depth", multiple=16)
+    depth = depth_map_for_photo(photo, source, working_long_side=64)
+    assert depth.shape == (50, 75) and depth.dtype == np.uint8
+    # 0 and 255 up to the bicubic overshoot at the edge, which min-max normalisation keeps
+    assert depth[:, :30].max() <= 3 and depth[:, 45:].min() >= 252
+    prior = fallback_depth((100, 150, 3))
+    assert prior.shape == (50, 75) and 0.0 <= prior.min() and prior.max() == 1.0
+    assert prior[-1].mean() > prior[0].mean()  # bottom = near
+
+
+def test_command_pairs_methods_with_weights_and_names_bad_flags(capsys):
+    from pynet_bokeh.demo.command import load_renderers, main
+    from pynet_bokeh.errors import UsageError
+
+    assert list(load_renderers(None, [])) == ["classical"]
+    assert list(load_renderers(["classical", "identity"], [])) == ["classical", "identity"]
+    with pytest.raises(UsageError, match="--method pynet needs --weights"):
+        load_renderers(["pynet"], [])
+    with pytest.raises(UsageError, match="--weights x.h5: no --method that takes weights"):
+        load_renderers(["classical"], ["x.h5"])
+    assert main(["--depth_weights", "w.pth"]) == 2  # refused before serving anything
+    assert capsys.readouterr().err.strip() == (
+        "error: --depth_weights needs --depth_model (megadepth or dpt-hybrid-midas)"
+    )
+    assert main(["--depth_model", "megadepth"]) == 2
+    assert "--depth_model megadepth needs --depth_weights PATH" in capsys.readouterr().err

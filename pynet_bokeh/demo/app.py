@@ -99,7 +99,7 @@ def build_demo(renderers, depth_model=None, temp=None):
             with gr.Column():
                 preview = gr.Image(
                     label=f"Preview (long side {PREVIEW_LONG_SIDE} px)",
-                    format="png",
+                    type="filepath",  # a JPEG the backend writes (fast; see preview_file)
                     interactive=False,
                     elem_id="preview",
                 )
@@ -140,7 +140,7 @@ def build_demo(renderers, depth_model=None, temp=None):
                     "**No depth map.** Upload one (8-bit, near = bright), or press the "
                     "geometric fallback button (NOT a depth estimate)."
                 )
-            return backend.preview(photo_path, depth_path, fx, fy, k, name)
+            return backend.preview_file(photo_path, depth_path, fx, fy, k, name)
 
         def on_photo(photo_path, depth_path):
             loaded = backend.photo(photo_path)
