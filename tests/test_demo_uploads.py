@@ -89,3 +89,24 @@ def test_command_pairs_methods_with_weights_and_names_bad_flags(capsys):
     )
     assert main(["--depth_model", "megadepth"]) == 2
     assert "--depth_model megadepth needs --depth_weights PATH" in capsys.readouterr().err
+
+
+def test_render_without_a_map_uses_the_depth_model(tmp_path):
+    from pynet_bokeh import image_io
+    from pynet_bokeh.demo.depth import DepthModel
+
+    photo, depth = make_scene(tmp_path)
+    known = image_io.read_depth(depth)
+    calls = []
+
+    def estimate(rgb):
+        calls.append(rgb.shape)
+        return known  # a "network" that knows the scene
+
+    backend = DemoBackend({"classical": get_renderer("classical")}, DepthModel("t", estimate, ""))
+    without = image_io.read_photo(backend.render_full(photo, None, 270, 320, 40.0, "classical"))
+    backend.render_full(photo, None, 700, 320, 10.0, "classical")
+    assert calls == [(HEIGHT, WIDTH, 3)]  # estimated once per photo, at full size
+    with_map = image_io.read_photo(backend.render_full(photo, depth, 270, 320, 40.0, "classical"))
+    np.testing.assert_array_equal(without, with_map)
+    backend.temp.close()

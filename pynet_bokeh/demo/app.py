@@ -130,6 +130,7 @@ def build_demo(renderers, depth_model=None, temp=None):
         download = gr.DownloadButton("Download full size (PNG)", interactive=False, elem_id="dl")
 
         controls = [photo, depth, focus_x, focus_y, blur, method]
+        made = gr.State("")  # who made the depth map shown: "" (uploaded), "model", "fallback"
 
         def on_preview(photo_path, depth_path, fx, fy, k, name):
             if not photo_path:
@@ -142,13 +143,17 @@ def build_demo(renderers, depth_model=None, temp=None):
                 )
             return backend.preview_file(photo_path, depth_path, fx, fy, k, name)
 
-        def on_photo(photo_path, depth_path):
+        def on_photo(photo_path, depth_path, made):
+            """A new photo: focus at its centre; a depth map the page made is made again."""
             loaded = backend.photo(photo_path)
             h, w = loaded.photo.shape[:2]
             new_depth = gr.skip()
-            if depth_model is not None and not depth_path:
-                new_depth = gr.update(value=_to_png_array(backend.estimate_depth(photo_path)))
-            return new_depth, w / 2.0, h / 2.0
+            if depth_model is not None and (not depth_path or made):
+                new_depth, made = _to_png_array(backend.estimate_depth(photo_path)), "model"
+                new_depth = gr.update(value=new_depth, label=depth_label)
+            elif made == "fallback":
+                new_depth = _to_png_array(fallback_depth(loaded.photo.shape))
+            return new_depth, made, w / 2.0, h / 2.0
 
         def on_click(evt: gr.SelectData):
             x, y = evt.index
@@ -156,12 +161,11 @@ def build_demo(renderers, depth_model=None, temp=None):
 
         def on_fallback(photo_path):
             loaded = backend.photo(photo_path)
-            return gr.update(
-                value=_to_png_array(fallback_depth(loaded.photo.shape)), label=FALLBACK_LABEL
-            )
+            value = _to_png_array(fallback_depth(loaded.photo.shape))
+            return gr.update(value=value, label=FALLBACK_LABEL), "fallback"
 
         def on_depth_upload():
-            return gr.update(label=depth_label)
+            return gr.update(label=depth_label), ""
 
         def on_method(name):
             return method_note(backend.renderer(name))
@@ -179,11 +183,14 @@ def build_demo(renderers, depth_model=None, temp=None):
         )
         private = dict(api_visibility="private")
         photo.upload(
-            _errors_as_messages(on_photo), [photo, depth], [depth, focus_x, focus_y], **private
+            _errors_as_messages(on_photo),
+            [photo, depth, made],
+            [depth, made, focus_x, focus_y],
+            **private,
         ).then(**preview_args)
         photo.select(on_click, None, [focus_x, focus_y], **private).then(**preview_args)
-        depth.upload(on_depth_upload, None, depth, **private).then(**preview_args)
-        fallback.click(_errors_as_messages(on_fallback), photo, depth, **private).then(
+        depth.upload(on_depth_upload, None, [depth, made], **private).then(**preview_args)
+        fallback.click(_errors_as_messages(on_fallback), photo, [depth, made], **private).then(
             **preview_args
         )
         method.change(on_method, method, note, **private).then(**preview_args)

@@ -70,6 +70,7 @@ class DemoBackend:
         self.temp = temp if temp is not None else uploads.TempFiles()
         self._photos = OrderedDict()
         self._depths = OrderedDict()
+        self._estimates = OrderedDict()
         self._cache_size = cache_size
 
     # ---------------------------------------------------------------- inputs
@@ -114,7 +115,11 @@ class DemoBackend:
         """The depth model's map for the photo (H/2 x W/2 in [0, 1]), or None without one."""
         if self.depth_model is None:
             return None
-        return self.depth_model.estimate(self.photo(photo_path).photo)
+        return self._cached(
+            self._estimates,
+            str(photo_path),
+            lambda: self.depth_model.estimate(self.photo(photo_path).photo),
+        )
 
     # ---------------------------------------------------------------- rendering
     def _controls(self, renderer, loaded, depth, focus_x, focus_y, blur, scale):
@@ -134,6 +139,8 @@ class DemoBackend:
         renderer = self.renderer(method)
         loaded = self.photo(photo_path)
         depth = self.depth(depth_path, loaded.photo.shape)
+        if depth is None and renderer.needs_depth and self.depth_model is not None:
+            depth = self.estimate_depth(photo_path)  # e.g. an API call without a map
         if depth is None and renderer.needs_depth:
             raise BadDataError(
                 f"{renderer.name} needs a depth map: upload one (EBB! convention: near = "
