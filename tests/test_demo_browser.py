@@ -54,6 +54,7 @@ def server():
     renderers = {"classical": get_renderer("classical"), "identity": get_renderer("identity")}
     port = _free_port()
     demo = launch_demo(renderers, port=port, block=False, quiet=True)
+    assert demo.server_name == "127.0.0.1"  # this machine only, unless --host says otherwise
     yield f"http://127.0.0.1:{port}", demo
     temp_root = demo.backend.temp.root
     stop_demo(demo)
