@@ -73,8 +73,9 @@ def test_depth_for_a_photo_from_a_network_and_the_labelled_fallback():
     assert prior[-1].mean() > prior[0].mean()  # bottom = near
 
 
-def test_command_pairs_methods_with_weights_and_names_bad_flags(capsys):
-    from pynet_bokeh.demo.command import load_renderers, main
+def test_demo_command_pairs_methods_with_weights_and_names_bad_flags(capsys):
+    from pynet_bokeh.cli import main
+    from pynet_bokeh.cli.demo import load_renderers
     from pynet_bokeh.errors import UsageError
 
     assert list(load_renderers(None, [])) == ["classical"]
@@ -83,11 +84,11 @@ def test_command_pairs_methods_with_weights_and_names_bad_flags(capsys):
         load_renderers(["pynet"], [])
     with pytest.raises(UsageError, match="--weights x.h5: no --method that takes weights"):
         load_renderers(["classical"], ["x.h5"])
-    assert main(["--depth_weights", "w.pth"]) == 2  # refused before serving anything
+    assert main(["demo", "--depth_weights", "w.pth"]) == 2  # refused before serving anything
     assert capsys.readouterr().err.strip() == (
         "error: --depth_weights needs --depth_model (megadepth or dpt-hybrid-midas)"
     )
-    assert main(["--depth_model", "megadepth"]) == 2
+    assert main(["demo", "--depth_model", "megadepth"]) == 2
     assert "--depth_model megadepth needs --depth_weights PATH" in capsys.readouterr().err
 
 
