@@ -99,3 +99,11 @@ def test_wrong_weight_files_say_what_they_hold(lpips_dir, tmp_path):
         metrics.build_lpips("alex", trunk_weights=trunk, lin_weights=bad)
     with pytest.raises(ValueError, match="vgg"):
         metrics.build_lpips("vgg", trunk_weights=trunk, lin_weights=lin)
+
+
+def test_scorer_adds_an_lpips_column(lpips, ref):
+    scorer = metrics.Scorer(("dmshn",), lpips=lpips)
+    assert scorer.columns == ["psnr", "ssim", "lpips"]
+    row = scorer.score(ref["s1_x0"][1], ref["s1_x1"][1])
+    assert row["lpips"] == pytest.approx(float(ref["s1_lpips"][1]), rel=REL)
+    assert any("normalize" in note for note in scorer.notes())

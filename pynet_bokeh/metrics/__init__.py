@@ -7,7 +7,8 @@ protocols, and LPIPS v0.1 in Keras.
   authors, dmshn, ntire2023, bokehlicious), each one's source and quirks documented there;
 - `lpips`: `build_lpips(net="alex", trunk_weights=..., lin_weights=...)`, weights read from the
   PyTorch files without PyTorch;
-- `means`: `mean_metrics` over per-image rows.
+- `means`: `mean_metrics` over per-image rows;
+- `scorer`: `Scorer`, several protocols (and LPIPS) on one decoded image, as evaluate.py uses.
 
     scores = image_metrics(pred, target)                     # {"psnr": .., "ssim": .., "ms_ssim": ..}
     mean_metrics([image_metrics(p, t, protocol="dmshn") for p, t in pairs])
@@ -26,6 +27,7 @@ from pynet_bokeh.metrics.protocols import (
     image_metrics,
     protocol_columns,
 )
+from pynet_bokeh.metrics.scorer import Scorer
 from pynet_bokeh.metrics.tf_metrics import (
     DEFAULT_BORDER,
     DEFAULT_CROP,
@@ -53,6 +55,7 @@ __all__ = [
     "PROTOCOL_METRICS",
     "SSIM_FILTER_SIGMA",
     "SSIM_FILTER_SIZE",
+    "Scorer",
     "all_protocols",
     "authors_target",
     "build_lpips",
