@@ -198,6 +198,7 @@ def markdown_report(summary, panels=(), per_image=()):
     if per_image and has_targets:
         labels = [column_label(c, PER_IMAGE_LABELS) for c in columns]
         lines += [
+            *([""] if lines[-1] else []),
             "## Per image",
             "",
             f"| image | method | {' | '.join(labels)} |",
