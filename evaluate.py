@@ -11,8 +11,14 @@
     # any method of the registry, with the shared controls where it takes them
     python evaluate.py --model classical --blur 24 --dataset_dir EBB --out_dir eval/classical
 
+    # every published protocol in one pass, with LPIPS, on the Val294 split
+    python evaluate.py --weights final.weights.h5 --dataset_dir EBB --split val294 \
+        --protocol all --lpips_weights alex.pth --lpips_trunk alexnet-owt-7be5be79.pth --out_dir eval/all
+
 Inference is at full resolution (reflection padding to a multiple of 32, cropped back).
-Scores follow the authors (32-px border removed; --protocol aim2020 scores a centre crop).
+--protocol chooses how to score, as each paper's script does (pynet_bokeh/metrics/protocols.py):
+ebb (default; 32-px border removed), aim2020 (a centre crop), authors (PyNET-Bokeh's
+test_model.py), dmshn (Val294 of Stacked DMSHN / BRViT), ntire2023, bokehlicious, or all.
 """
 
 import os
@@ -51,7 +57,13 @@ def define_flags(fv=FLAGS):
         "compare_weights", None, "A second weights file, scored in the same report.", flag_values=fv
     )
     flags.DEFINE_alias("compare_tf1_checkpoint", "compare_weights", flag_values=fv)
-    flags.DEFINE_string("split", "test", "Split of --dataset_dir to score.", flag_values=fv)
+    flags.DEFINE_string(
+        "split",
+        "test",
+        "Split of --dataset_dir to score: a folder (test, train) or val294 (train/ images "
+        "4400..4693, Stacked DMSHN / BRViT / EBokehNet; the authors' weights trained on them).",
+        flag_values=fv,
+    )
     flags.DEFINE_string(
         "photos_dir", None, "Photos without targets (instead of --dataset_dir).", flag_values=fv
     )
@@ -62,11 +74,28 @@ def define_flags(fv=FLAGS):
     flags.DEFINE_list(
         "baselines", ["identity", "classical"], "Baselines to score (empty: none).", flag_values=fv
     )
+    from pynet_bokeh.metrics.protocols import PROTOCOL_HELP
+
     flags.DEFINE_enum(
         "protocol",
         "ebb",
-        ["ebb", "aim2020"],
-        "ebb: border removed; aim2020: centre crop.",
+        [*PROTOCOL_HELP, "all"],
+        "How to score, as each paper's script does. "
+        + "; ".join(f"{name}: {text}" for name, text in PROTOCOL_HELP.items())
+        + "; all: every protocol in one pass, one table (pynet_bokeh/metrics/protocols.py).",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "lpips_weights",
+        None,
+        "LPIPS v0.1 linear weights (the lpips package's weights/v0.1/alex.pth): adds an LPIPS "
+        "column. Needs --lpips_trunk.",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "lpips_trunk",
+        None,
+        "torchvision's AlexNet weights for LPIPS (alexnet-owt-7be5be79.pth).",
         flag_values=fv,
     )
     flags.DEFINE_integer(
@@ -118,7 +147,7 @@ def main(argv, flag_values=FLAGS):
     """The program; `flag_values` holds the parsed flags (see `define_flags`)."""
     del argv
     opts = flag_values
-    from pynet_bokeh import evaluation
+    from pynet_bokeh import evaluation, report
     from pynet_bokeh.errors import UsageError
 
     if opts.output_dir is None:
@@ -131,10 +160,29 @@ def main(argv, flag_values=FLAGS):
     except (ValueError, AssertionError):
         raise UsageError(f"--crop_size must be H,W, got {opts.crop_size}") from None
 
+    if (opts.lpips_weights is None) != (opts.lpips_trunk is None):
+        raise UsageError("LPIPS needs both --lpips_weights (alex.pth) and --lpips_trunk")
+    lpips = None
+    if opts.lpips_weights is not None:
+        from pynet_bokeh.metrics import build_lpips
+
+        lpips = build_lpips("alex", trunk_weights=opts.lpips_trunk, lin_weights=opts.lpips_weights)
+
     renderers, settings = load_renderers(opts)
+    notes = []
     if opts.dataset_dir is not None:
         samples = evaluation.dataset_samples(opts.dataset_dir, opts.split, opts.limit)
         source = f"{opts.dataset_dir} ({opts.split})"
+        weights = (opts.weights, opts.compare_weights)
+        seen = evaluation.training_overlap(weights, opts.dataset_dir, opts.split, samples)
+        if seen:
+            logging.warning(
+                "%d of the %d scored images were in the training set of the scored weights "
+                "(train_stems.json): their scores are not held out",
+                len(seen),
+                len(samples),
+            )
+        notes = evaluation.split_notes(opts.split, seen)
     else:
         samples = evaluation.folder_samples(opts.photos_dir, opts.depth_dir, opts.limit)
         source = opts.photos_dir
@@ -152,14 +200,20 @@ def main(argv, flag_values=FLAGS):
         save_outputs=save,
         source=source,
         settings=settings,
+        lpips=lpips,
+        level=opts.level,
+        notes=notes,
     )
     print(f"\n{summary['count']} images -> {opts.output_dir}/report.md")
     for name, m in summary["methods"].items():
-        if summary["has_targets"]:
-            print(
-                f"  {name:40s} PSNR {m['psnr']:.2f} dB  SSIM {m['ssim']:.4f}  "
-                f"MS-SSIM {m['ms_ssim']:.4f}  {m['seconds']:.2f} s/image"
+        if summary["has_targets"] and len(summary["columns"]) > 4:
+            print(f"  {name:40s} {m['seconds']:.2f} s/image (scores: the table in report.md)")
+        elif summary["has_targets"]:
+            scores = "  ".join(
+                f"{report.column_label(key)} {m[key]:.{2 if key == 'psnr' else 4}f}"
+                for key in summary["columns"]
             )
+            print(f"  {name:40s} {scores}  {m['seconds']:.2f} s/image")
         else:
             print(f"  {name:40s} {m['seconds']:.2f} s/image")
     if summary["failures"]:

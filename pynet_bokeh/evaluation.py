@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from pynet_bokeh import image_io, metrics, report
+from pynet_bokeh.data import splits
 from pynet_bokeh.files import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,18 @@ class Sample:
 def dataset_samples(root, split="test", limit=None):
     """Samples of an EBB!-layout split (`ROOT/<split>/original`, `original_depth`, `bokeh`).
 
-    Raises ValueError naming the stems whose photo, depth map or target is missing.
+    `split` is a folder of ROOT or a named split of `pynet_bokeh.data.splits` ("val294": train/
+    images 4400..4693). Raises ValueError naming the stems whose photo, depth map or target is
+    missing.
     """
     from pynet_bokeh.data.ebb import find_pairs
 
-    pairs = find_pairs(root, split)
+    folder, stems = splits.resolve_split(split)
+    pairs = splits.select_stems(find_pairs(root, folder), stems)
+    if not pairs:
+        raise ValueError(
+            f"{root}/{folder}: no images of split {split!r} (val294 is train/4400..4693.jpg)"
+        )
     incomplete = [p.stem for p in pairs if None in (p.photo, p.depth, p.bokeh)]
     if incomplete:
         shown = ", ".join(incomplete[:10]) + (" ..." if len(incomplete) > 10 else "")
@@ -113,6 +121,25 @@ def baseline_renderers(**controls):
     }
 
 
+def training_overlap(weights_paths, root, split, samples):
+    """Scored stems that the runs behind `weights_paths` trained on (their train_stems.json)."""
+    records = [r for path in weights_paths for r in splits.trained_stems_near(path)]
+    folder, _ = splits.resolve_split(split)
+    return splits.overlap(records, root, folder, [s.stem for s in samples])
+
+
+def split_notes(split, overlap=()):
+    """Report notes for a split: Val294's provenance, and any overlap with training images."""
+    notes = [splits.VAL294_NOTE] if split == "val294" else []
+    if overlap:
+        shown = ", ".join(overlap[:10]) + (" ..." if len(overlap) > 10 else "")
+        notes.append(
+            f"{len(overlap)} scored image(s) were in the training set of the scored weights "
+            f"({shown}): these scores are not held out."
+        )
+    return notes
+
+
 def _match_target(out, target, stem, name):
     if out.shape == target.shape:
         return out
@@ -136,10 +163,17 @@ def evaluate(
     source="",
     settings=None,
     progress=True,
+    lpips=None,
+    level=1,
+    notes=(),
 ):
     """Runs every renderer on every sample, scores against targets, writes the report files.
 
-    renderers: {method name: renderer}, in the order the report lists them. A sample that fails
+    renderers: {method name: renderer}, in the order the report lists them. `protocol`: one of
+    `metrics.PROTOCOLS`, a sequence of them, or "all" (every protocol, one pass over the images;
+    the columns are then "<protocol>/<metric>"); `lpips` (`metrics.build_lpips(...)`) adds an
+    LPIPS column; `level` is the PyNET level the outputs come from (the "authors" protocol scores
+    levels 2-3 at their own size); `notes` are listed in the report. A sample that fails
     (unreadable file, ...) is logged, listed under "failures" and skipped. Returns the summary
     dict written to summary.json.
     """
@@ -151,6 +185,15 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     has_targets = all(s.target is not None for s in samples)
+    if protocol == "all":
+        protocol = metrics.PROTOCOLS
+    scorer = metrics.Scorer(
+        (protocol,) if isinstance(protocol, str) else tuple(protocol),
+        border=border,
+        crop_size=tuple(crop_size),
+        level=level,
+        lpips=lpips,
+    )
     rows, panels, failures = [], [], []
     seconds = {name: [] for name in renderers}
     bar = keras.utils.Progbar(len(samples), unit_name="image") if progress else None
@@ -168,11 +211,7 @@ def evaluate(
                 row = {"stem": sample.stem, "method": name, "seconds": elapsed}
                 if target is not None:
                     out = _match_target(out, target, sample.stem, name)
-                    row.update(
-                        metrics.image_metrics(
-                            out, target, protocol=protocol, border=border, crop_size=crop_size
-                        )
-                    )
+                    row.update(scorer.score(out, target))
                 rows.append(row)
                 outputs[name] = out
                 if save_outputs:
@@ -196,19 +235,16 @@ def evaluate(
         method_rows = [r for r in rows if r["method"] == name]
         entry = {"seconds": float(np.mean(seconds[name])) if seconds[name] else None}
         if has_targets:
-            means = metrics.mean_metrics(method_rows)
-            entry.update({k: means[k] for k in metrics.METRICS})
+            entry.update(scorer.means(method_rows))
         methods[name] = entry
     summary = {
         "source": source or str(samples[0].photo.parent),
         "has_targets": has_targets,
         "count": len(samples) - len(failures),
-        "settings": {
-            "protocol": protocol,
-            **({"border": border} if protocol == "ebb" else {"crop_size": list(crop_size)}),
-            **(settings or {}),
-        },
+        "settings": {**scorer.settings(), **(settings or {})},
+        "columns": scorer.columns if has_targets else [],
         "methods": methods,
+        "notes": [*(scorer.notes() if has_targets else []), *notes],
         "failures": failures,
         "files": {
             "per_image": "per_image.csv",
@@ -218,7 +254,7 @@ def evaluate(
     }
     columns = ["stem", "method"]
     if has_targets:
-        columns += ["psnr", "ssim", "ms_ssim", "ms_ssim_scales"]
+        columns += scorer.csv_columns
     columns.append("seconds")
     report.write_csv(out_dir / "per_image.csv", rows, columns)
     report.write_json(out_dir / "summary.json", summary)

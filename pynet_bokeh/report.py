@@ -107,34 +107,75 @@ def _cell(value, digits):
     return f"{value:.{digits}f}"
 
 
+METRIC_LABELS = {"psnr": "PSNR (dB)", "ssim": "SSIM", "ms_ssim": "MS-SSIM", "lpips": "LPIPS"}
+PER_IMAGE_LABELS = {"psnr": "PSNR", "ssim": "SSIM", "ms_ssim": "MS-SSIM", "lpips": "LPIPS"}
+LOWER_IS_BETTER = ("lpips",)
+DEFAULT_COLUMNS = ("psnr", "ssim", "ms_ssim")
+
+
+def _metric_name(column):
+    return column.rsplit("/", 1)[-1]
+
+
+def column_label(column, labels=METRIC_LABELS):
+    """'psnr' -> 'PSNR (dB)'; 'dmshn/ssim' -> 'dmshn SSIM'."""
+    protocol, _, name = column.rpartition("/")
+    label = labels.get(name, name)
+    return f"{protocol} {label}" if protocol else label
+
+
+def _digits(column):
+    return 2 if _metric_name(column) == "psnr" else 4
+
+
+def _best(methods, columns):
+    best = {}
+    for key in columns:
+        values = [m[key] for m in methods.values() if isinstance(m.get(key), float)]
+        values = [v for v in values if not math.isnan(v)]
+        pick = min if _metric_name(key) in LOWER_IS_BETTER else max
+        best[key] = pick(values) if values else None
+    return best
+
+
+def metric_table(methods, columns):
+    """The Markdown table of mean scores: rows = methods, columns = `columns` (best in bold)."""
+    best = _best(methods, columns)
+    labels = [column_label(c) for c in columns]
+    lines = [
+        f"| method | {' | '.join(labels)} | s / image |",
+        "|---|" + "---:|" * (len(columns) + 1),
+    ]
+    for name, m in methods.items():
+        cells = []
+        for key in columns:
+            text = _cell(m.get(key), _digits(key))
+            cells.append(
+                f"**{text}**" if best[key] is not None and m.get(key) == best[key] else text
+            )
+        lines.append(f"| {name} | {' | '.join(cells)} | {_cell(m.get('seconds'), 2)} |")
+    return lines
+
+
 def markdown_report(summary, panels=(), per_image=()):
-    """The Markdown report: settings, the mean-metric table (best marked), panels, per image."""
+    """The Markdown report: settings, the mean-metric table (best marked), panels, per image.
+
+    The table's columns are `summary["columns"]` (default psnr, ssim, ms_ssim; "<protocol>/<metric>"
+    keys with several protocols); `summary["notes"]` are listed under it.
+    """
     methods = summary["methods"]
     has_targets = summary["has_targets"]
+    columns = list(summary.get("columns") or DEFAULT_COLUMNS)
     lines = [f"# Evaluation: {summary['source']}", ""]
     lines += [f"- {k}: {v}" for k, v in summary["settings"].items()]
     lines += [f"- images: {summary['count']}", ""]
     if has_targets:
-        best = {}
-        for key in ("psnr", "ssim", "ms_ssim"):
-            values = [m[key] for m in methods.values() if m.get(key) is not None]
-            best[key] = max(values) if values else None
-        lines += [
-            "| method | PSNR (dB) | SSIM | MS-SSIM | s / image |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for name, m in methods.items():
-            cells = []
-            for key, digits in (("psnr", 2), ("ssim", 4), ("ms_ssim", 4)):
-                text = _cell(m.get(key), digits)
-                cells.append(
-                    f"**{text}**" if m.get(key) is not None and m.get(key) == best[key] else text
-                )
-            lines.append(f"| {name} | {' | '.join(cells)} | {_cell(m.get('seconds'), 2)} |")
+        lines += metric_table(methods, columns)
         lines += [
             "",
-            "Best value per column in bold. `identity` is the input photo itself and `classical` "
-            "the depth-driven defocus renderer (no learning): a model should beat both.",
+            "Best value per column in bold (LPIPS: lowest). `identity` is the input photo itself "
+            "and `classical` the depth-driven defocus renderer (no learning): a model should beat "
+            "both.",
         ]
     else:
         lines += [
@@ -144,6 +185,9 @@ def markdown_report(summary, panels=(), per_image=()):
             "|---|---:|",
         ]
         lines += [f"| {n} | {_cell(m.get('seconds'), 2)} |" for n, m in methods.items()]
+    if summary.get("notes"):
+        lines += ["", "## Notes", ""]
+        lines += [f"- {note}" for note in summary["notes"]]
     if summary.get("failures"):
         lines += ["", "## Failures", ""]
         lines += [f"- {f['stem']}: {f['error']}" for f in summary["failures"]]
@@ -152,15 +196,15 @@ def markdown_report(summary, panels=(), per_image=()):
         for rel in panels:
             lines += [f"![{Path(rel).stem}]({rel})", ""]
     if per_image and has_targets:
+        labels = [column_label(c, PER_IMAGE_LABELS) for c in columns]
         lines += [
+            *([""] if lines[-1] else []),
             "## Per image",
             "",
-            "| image | method | PSNR | SSIM | MS-SSIM |",
-            "|---|---|---:|---:|---:|",
+            f"| image | method | {' | '.join(labels)} |",
+            "|---|---|" + "---:|" * len(columns),
         ]
         for r in per_image:
-            lines.append(
-                f"| {r['stem']} | {r['method']} | {_cell(r.get('psnr'), 2)} | "
-                f"{_cell(r.get('ssim'), 4)} | {_cell(r.get('ms_ssim'), 4)} |"
-            )
+            cells = " | ".join(_cell(r.get(c), _digits(c)) for c in columns)
+            lines.append(f"| {r['stem']} | {r['method']} | {cells} |")
     return "\n".join(lines) + "\n"

@@ -1,5 +1,6 @@
 """train_level.py: flags, resume after SIGKILL, mirrored strategy, clear errors."""
 
+import json
 import os
 import signal
 import subprocess
@@ -189,6 +190,10 @@ def test_sigkill_after_first_checkpoint_then_rerun_resumes_with_optimizer_state(
     assert int(final.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE")) == step + 2
     assert int(final.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")) == step + 2
     assert (tmp_path / "level_7" / "final.weights.h5").is_file()
+    # the run recorded which images it trained on, for evaluate.py's overlap warning
+    record = json.loads((tmp_path / "level_7" / "train_stems.json").read_text())
+    assert record["split"] == "train" and record["stems"] == ["0", "1", "2", "3"]
+    assert record["dataset_dir"] == os.path.abspath(tiny_set)
 
 
 MIRRORED = """

@@ -299,6 +299,14 @@ class BradcnTask:
     def _is_weights_h5_init(self):
         return self.init_from is not None and not self._init_is_pt()
 
+    def trained_on(self):
+        """(dataset_dir, stems of train/) once `preflight` has found them, else None."""
+        pairs = self._pairs.get("train") if self._pairs else None
+        if not pairs:
+            return None
+        # EBB! pairs, or the adcn stage's (photo, depth, kind) tuples
+        return self.dataset_dir, [p.stem if hasattr(p, "stem") else p[0].stem for p in pairs]
+
     def build_model(self):
         if self._model is None:
             from pynet_bokeh.models.bradcn import build_bradcn

@@ -107,6 +107,13 @@ class PyNetLevelTask:
         else:
             print(f"{self.dataset_dir} has no test/ split: training without evaluation")
 
+    def trained_on(self):
+        """(dataset_dir, stems of train/) once `preflight` has found them, else None."""
+        pairs = self._pairs.get("train") if self._pairs else None
+        if not pairs:
+            return None
+        return self.dataset_dir, [p.stem for p in pairs]
+
     def build_model(self):
         if self._model is None:
             from pynet_bokeh.models.pynet import build_pynet

@@ -12,6 +12,8 @@ Work folder of a task (`TrainConfig.work_dir`):
     checkpoints/        tf.train checkpoints (weights by layer name, optimizer, step), last few
     logs/train, logs/eval   TensorBoard scalars and image rows
     final.weights.h5    the full model's weights when the run completes (next stage's start)
+    train_stems.json    which images it trained on (tasks with `trained_on()`), so that
+                        evaluate.py can warn when it scores them
 """
 
 from __future__ import annotations
@@ -131,6 +133,16 @@ class Trainer:
         if self.config.verbose:
             print(msg, flush=True)
 
+    def _record_trained_stems(self):
+        """Writes train_stems.json for tasks that say what they train on (`trained_on()` ->
+        (dataset_dir, stems) or None)."""
+        trained_on = getattr(self.task, "trained_on", None)
+        found = trained_on() if callable(trained_on) else None
+        if found:
+            from pynet_bokeh.data.splits import write_trained_stems
+
+            write_trained_stems(self.config.work_dir, *found)
+
     # ----------------------------------------------------------------- setup
     def setup(self) -> int:
         """Builds model and optimiser, then resumes or initialises. Returns the start step."""
@@ -138,6 +150,7 @@ class Trainer:
             return int(self.step.numpy())
         resuming = tf.train.latest_checkpoint(self.ckpt_dir) is not None
         self.task.preflight(resuming)
+        self._record_trained_stems()
         self.strategy = make_strategy(self.config.strategy)
         previous_policy = keras.config.dtype_policy()
         if self.config.mixed_precision:

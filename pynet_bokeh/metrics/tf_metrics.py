@@ -1,4 +1,4 @@
-"""PSNR, SSIM and MS-SSIM on images in [0, 1], as the PyNET-Bokeh authors score them.
+"""PSNR, SSIM and MS-SSIM on images in [0, 1] as tf.image defines them, and the scored regions.
 
 The scores are tf.image's (`tf.image.psnr`, `tf.image.ssim`, `tf.image.ssim_multiscale`, with
 `max_val=1.0`), computed with the same TF ops but averaged in float64: tf.image's own float32
@@ -9,12 +9,7 @@ means drift by up to ~6e-3 SSIM on a 1024 x 1536 image. Two ways to choose the s
 - protocol "aim2020": a centre crop of `crop_size` (default 1024 x 1024, limited to the image),
   the AIM 2020 challenge style; no border is removed.
 
-Predictions are clipped to [0, 1] first (what an 8-bit output file would hold; PyNET's head can
-reach [-0.08, 1.08]); pass `clip=False` to score the raw values.
-
-    scores = image_metrics(pred, target)          # {"psnr": .., "ssim": .., "ms_ssim": ..}
-    table = [image_metrics(p, t) for p, t in pairs]
-    mean_metrics(table)
+`pynet_bokeh.metrics.protocols` builds the published scoring protocols on these functions.
 
 MS-SSIM uses `tf.image.ssim_multiscale`'s five scales (weights 0.0448, 0.2856, 0.3001, 0.2363,
 0.1333) with an 11 x 11 Gaussian window, so the scored region must be at least 176 px
@@ -25,13 +20,10 @@ and a ValueError is raised.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import tensorflow as tf
 
 METRICS = ("psnr", "ssim", "ms_ssim")
-PROTOCOLS = ("ebb", "aim2020")
 DEFAULT_BORDER = 32
 DEFAULT_CROP = (1024, 1024)
 SSIM_FILTER_SIZE = 11
@@ -81,7 +73,7 @@ def scored_region(img, protocol: str = "ebb", border: int = DEFAULT_BORDER, crop
         return crop_border(img, border)
     if protocol == "aim2020":
         return center_crop(img, crop_size)
-    raise ValueError(f"unknown protocol {protocol!r}; use one of {PROTOCOLS}")
+    raise ValueError(f"unknown region protocol {protocol!r}; use 'ebb' or 'aim2020'")
 
 
 def ms_ssim_scales(height: int, width: int) -> int:
@@ -178,47 +170,3 @@ def ms_ssim(pred, target, max_val: float = 1.0):
 def _check_same_shape(a, b):
     if a.shape != b.shape:
         raise ValueError(f"pred and target shapes differ: {a.shape} vs {b.shape}")
-
-
-def image_metrics(
-    pred,
-    target,
-    protocol: str = "ebb",
-    border: int = DEFAULT_BORDER,
-    crop_size=DEFAULT_CROP,
-    clip: bool = True,
-    metrics=METRICS,
-) -> dict:
-    """PSNR / SSIM / MS-SSIM of one HxWx3 prediction against its target, as floats.
-
-    The result also holds "ms_ssim_scales" (5 unless the scored region is under 176 px).
-    """
-    pred = np.asarray(pred, dtype=np.float32)
-    target = np.asarray(target, dtype=np.float32)
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"prediction {pred.shape} and target {target.shape} differ in size; "
-            "resize the output to the target's size before scoring"
-        )
-    unknown = set(metrics) - set(METRICS)
-    if unknown:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {METRICS}")
-    if clip:
-        pred = np.clip(pred, 0.0, 1.0)
-    a = scored_region(pred, protocol, border, crop_size)
-    b = scored_region(target, protocol, border, crop_size)
-    fns = {"psnr": psnr, "ssim": ssim, "ms_ssim": ms_ssim}
-    out = {name: float(fns[name](a, b)[0]) for name in metrics}
-    if "ms_ssim" in metrics:
-        out["ms_ssim_scales"] = ms_ssim_scales(a.shape[-3], a.shape[-2])
-    return out
-
-
-def mean_metrics(rows, metrics=METRICS) -> dict:
-    """Mean of each metric over per-image dicts (inf if a PSNR is inf: an identical pair)."""
-    rows = list(rows)
-    out = {"count": len(rows)}
-    for name in metrics:
-        values = [r[name] for r in rows if r.get(name) is not None]
-        out[name] = float(np.mean(values)) if values else math.nan
-    return out
