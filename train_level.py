@@ -61,7 +61,13 @@ flags.DEFINE_string(
     "Start a fresh run from these weights instead of level L+1's: a .weights.h5 file, a "
     "level folder, a checkpoint prefix, or the authors' TF1 checkpoint prefix.",
 )
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored"], "tf.distribute strategy.")
+flags.DEFINE_enum(
+    "strategy",
+    "default",
+    ["default", "mirrored", "multi_worker", "tpu"],
+    "tf.distribute strategy: one device, all local GPUs, several hosts (cluster from TF_CONFIG; "
+    "docs/distributed.md) or a TPU.",
+)
 flags.DEFINE_bool("mixed_precision", False, "mixed_float16 compute (losses stay float32).")
 flags.DEFINE_bool(
     "run_eagerly", False, "Run steps eagerly (no tf.function): for debugging and very short runs."
@@ -197,15 +203,21 @@ def main(argv):
         lambda record: "Sharding callback" not in record.getMessage()
     )
     from pynet_bokeh.data.ebb import EbbValidationError
+    from pynet_bokeh.errors import PynetBokehError
     from pynet_bokeh.training.checkpointing import WeightsMismatchError
     from pynet_bokeh.training.pynet_task import HandOffError
-    from pynet_bokeh.training.trainer import NonFiniteLossError, Trainer
+    from pynet_bokeh.training.trainer import NonFiniteLossError, Trainer, make_strategy
     from pynet_bokeh.training.vgg import VGGWeightsError
 
     try:
+        # multi_worker and tpu set up the runtime, so before anything else runs TensorFlow.
+        strategy = (
+            make_strategy(FLAGS.strategy) if FLAGS.strategy in ("multi_worker", "tpu") else None
+        )
         task, config = _task_from_flags()
-        result = Trainer(task, config).run()
+        result = Trainer(task, config, strategy=strategy).run()
     except (
+        PynetBokehError,
         HandOffError,
         EbbValidationError,
         VGGWeightsError,
