@@ -20,6 +20,9 @@ def samples(tmp_path_factory):
     return evaluation.dataset_samples(root, "test")
 
 
+IDENTITY = {"identity": evaluation.identity_renderer}
+
+
 def _evaluate(samples, out, shard=None, renderers=None):
     return evaluation.evaluate(
         renderers or evaluation.baseline_renderers(),
@@ -103,15 +106,15 @@ def test_an_interrupted_shard_resumes_without_redoing_images(samples, tmp_path):
 
 def test_merge_refuses_missing_repeated_or_mismatched_shards(samples, tmp_path):
     for i in range(2):
-        _evaluate(samples, tmp_path / f"p{i}", shard=(i, 2))
+        _evaluate(samples, tmp_path / f"p{i}", shard=(i, 2), renderers=IDENTITY)
     with pytest.raises(UsageError, match="need shards 0/2 .. 1/2 once each, got 0/2$"):
         evaluation.merge_evaluations([tmp_path / "p0"], tmp_path / "m")
     with pytest.raises(UsageError, match="got 0/2, 0/2"):
         evaluation.merge_evaluations([tmp_path / "p0", tmp_path / "p0"], tmp_path / "m")
-    _evaluate(samples, tmp_path / "other", shard=(1, 2), renderers={"identity": lambda p, d: p})
+    _evaluate(samples, tmp_path / "other", shard=(1, 2), renderers={"other": lambda p, d: p})
     with pytest.raises(UsageError, match="other methods, settings or images"):
         evaluation.merge_evaluations([tmp_path / "p0", tmp_path / "other"], tmp_path / "m")
-    _evaluate(samples, tmp_path / "whole")
+    _evaluate(samples, tmp_path / "whole", renderers=IDENTITY)
     with pytest.raises(UsageError, match="not a shard's results"):
         evaluation.merge_evaluations([tmp_path / "whole"], tmp_path / "m")
     # an unfinished shard: its last image's line is missing
@@ -120,3 +123,31 @@ def test_merge_refuses_missing_repeated_or_mismatched_shards(samples, tmp_path):
     with pytest.raises(UsageError, match="shard 1/2 is unfinished .1 of 2 images"):
         evaluation.merge_evaluations([tmp_path / "p0", tmp_path / "p1"], tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_evaluate_py_shard_and_merge_flags(samples, tmp_path, capsys):
+    from absl import flags
+
+    import evaluate
+
+    root = samples[0].photo.parents[2]
+
+    def cli(*args):
+        fv = evaluate.define_flags(flags.FlagValues())
+        fv(["evaluate.py", "--method", "classical", "--baselines", "identity", "--border", "8",
+            "--num_panels", "1", *args])  # fmt: skip
+        return evaluate.main([], fv)
+
+    for i in range(2):
+        out = str(tmp_path / f"s{i}")
+        assert cli("--dataset_dir", str(root), "--shard", f"{i}/2", "--out_dir", out) == 0
+    assert "shard 1/2; join the shards with --merge" in capsys.readouterr().out
+    merge = f"--merge={tmp_path / 's0'},{tmp_path / 's1'}"
+    assert cli(merge, "--out_dir", str(tmp_path / "all")) == 0
+    assert "5 images ->" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "all" / "summary.json").read_text())
+    assert summary["count"] == 5 and set(summary["methods"]) == {"classical", "identity"}
+    with pytest.raises(UsageError, match="--shard 2/2"):
+        cli("--dataset_dir", str(root), "--shard", "2/2", "--out_dir", str(tmp_path / "x"))
+    with pytest.raises(UsageError, match="leave out --shard"):
+        cli(merge, "--shard", "0/2", "--out_dir", str(tmp_path / "x"))
