@@ -125,7 +125,7 @@ def determined_elements(trainer, inputs, targets):
     rounding noise (exactly zero in exact arithmetic: a conv feeding an instance norm over a
     1 x 1 map at level 7, a bias before any instance norm) moves +-lr on any device depending
     on the summation order. The noise is measured on one device: the gradient of the whole batch
-    against the mean of its two halves' gradients (what 2 replicas sum); elements within 100x of
+    against the mean of its two halves' gradients (what 2 replicas sum); elements within 1000x of
     that difference are left out of the comparison.
     """
     import numpy as np
@@ -143,7 +143,7 @@ def determined_elements(trainer, inputs, targets):
     whole = grads(inputs, targets)
     parts = [grads(inputs[:half], targets[:half]), grads(inputs[half:], targets[half:])]
     return [
-        np.abs(g) > 100 * np.abs(g - (p + q) / 2) for g, p, q in zip(whole, *parts, strict=True)
+        np.abs(g) > 1000 * np.abs(g - (p + q) / 2) for g, p, q in zip(whole, *parts, strict=True)
     ]
 
 

@@ -228,3 +228,23 @@ def test_mirrored_step_on_two_logical_cpus_equals_one_device(tmp_path, tiny_set)
     assert out["tensors"] == 62 and out["determined_fraction"] > 0.9
     assert out["ratio"] <= 1e-4
     assert out["step_ratio"] > 10 * 1e-4  # the step moved the compared weights far more
+
+
+def test_tpu_and_multi_worker_without_their_setup_stop_with_one_clear_message(monkeypatch):
+    from pynet_bokeh.errors import UsageError
+    from pynet_bokeh.training.trainer import TrainConfig, Trainer, make_strategy
+
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    with pytest.raises(UsageError, match="--strategy tpu: no TPU found .*Cloud TPU VM or a Colab"):
+        make_strategy("tpu")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(UsageError, match="TF_CONFIG environment variable, which is not set"):
+        make_strategy("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    with pytest.raises(UsageError, match="TF_CONFIG must be JSON like"):
+        make_strategy("multi_worker")
+    config = TrainConfig("unused", steps=1, learning_rate=1e-3, strategy="tpu", run_eagerly=True)
+    with pytest.raises(UsageError, match="compiled steps only"):
+        Trainer(object(), config)
+    with pytest.raises(UsageError, match="--strategy must be one of"):
+        Trainer(object(), TrainConfig("unused", steps=1, learning_rate=1e-3, strategy="tpus"))
