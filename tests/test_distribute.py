@@ -248,3 +248,48 @@ def test_tpu_and_multi_worker_without_their_setup_stop_with_one_clear_message(mo
         Trainer(object(), config)
     with pytest.raises(UsageError, match="--strategy must be one of"):
         Trainer(object(), TrainConfig("unused", steps=1, learning_rate=1e-3, strategy="tpus"))
+
+
+def test_input_pipeline_parts_for_tasks_with_and_without_shard(tiny_set):
+    import tensorflow as tf
+
+    from pynet_bokeh.training.pynet_task import PyNetLevelTask
+    from pynet_bokeh.training.trainer import input_pipeline_part
+
+    class Unshardable:  # a task whose dataset has no `shard`: the trainer slices its batches
+        def dataset(self, split, seed, repeat, skip_batches=0):
+            x = tf.reshape(tf.range(40, dtype=tf.float32), (10, 4))
+            ds = tf.data.Dataset.from_tensor_slices(({"a": x}, x[:, :1])).batch(4, True)
+            return ds.skip(skip_batches)
+
+    pynet = PyNetLevelTask(5, tiny_set, "unused", 64, 4)
+    pynet.preflight(resuming=True)
+    for task in (Unshardable(), pynet):
+        whole = list(task.dataset("train", seed=3, repeat=True, skip_batches=1).take(2))
+        for pipelines, replicas in ((2, 2), (1, 2), (2, 4)):
+            got = [
+                list(
+                    input_pipeline_part(
+                        task, tf.distribute.InputContext(pipelines, i, replicas), 3, 1
+                    ).take(2 * replicas // pipelines)
+                )
+                for i in range(pipelines)
+            ]
+            per_step = replicas // pipelines
+            for k, (x, y) in enumerate(whole):
+                parts = [b for p in got for b in p[k * per_step : (k + 1) * per_step]]
+                assert len(parts) == replicas
+                assert all(tf.nest.flatten(b)[1].shape[0] == 4 // replicas for b in parts)
+                for j in range(len(tf.nest.flatten(x))):
+                    np.testing.assert_array_equal(
+                        np.concatenate([tf.nest.flatten(b)[j] for b in parts]),
+                        tf.nest.flatten((x, y))[j],
+                    )
+    from pynet_bokeh.errors import UsageError
+
+    with pytest.raises(UsageError, match="--batch_size 4 does not split evenly over 3 devices"):
+        input_pipeline_part(pynet, tf.distribute.InputContext(1, 0, 3), 3)
+    from pynet_bokeh.data.ebb import ebb_dataset
+
+    with pytest.raises(ValueError, match="shard 1/3: .*batch_size .4. that count divides"):
+        ebb_dataset(tiny_set, level=5, patch_size=64, batch_size=4, shard=(1, 3))

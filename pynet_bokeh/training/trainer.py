@@ -199,6 +199,34 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return bool(strategy.extended.should_checkpoint)
 
 
+def input_pipeline_part(
+    task: TrainingTask, ctx: tf.distribute.InputContext, seed: int | None, start_step: int = 0
+) -> tf.data.Dataset:
+    """Input pipeline `ctx.input_pipeline_id`'s part of the task's training batches: part i of
+    n contiguous, equal parts of every global batch, in per-replica batches (its local
+    replicas take consecutive ones), from global batch `start_step` on."""
+    count, index = ctx.num_input_pipelines, ctx.input_pipeline_id
+    local = ctx.num_replicas_in_sync // count
+    shard = count > 1 and "shard" in inspect.signature(task.dataset).parameters
+    kwargs = {"shard": (index, count)} if shard else {}
+    data = task.dataset("train", seed=seed, repeat=True, skip_batches=start_step, **kwargs)
+    batch = tf.nest.flatten(data.element_spec)[0].shape[0]
+    if shard and batch is not None:
+        batch *= count
+    if batch is None or batch % ctx.num_replicas_in_sync:
+        raise UsageError(
+            f"--batch_size {batch} does not split evenly over {ctx.num_replicas_in_sync} "
+            f"devices ({count} worker(s)); use a multiple of {ctx.num_replicas_in_sync}"
+        )
+    part = batch // count
+    if count > 1 and not shard:
+        lo = index * part
+        data = data.map(lambda *e: tf.nest.map_structure(lambda t: t[lo : lo + part], e))
+    if local > 1:
+        data = data.rebatch(part // local, drop_remainder=True)
+    return data
+
+
 class Trainer:
     """Trains `task` as `config` says. `run()` resumes from the latest checkpoint if there is one."""
 
@@ -346,32 +374,10 @@ class Trainer:
     def distributed_dataset(self, start_step: int = 0):
         """The training data for `strategy.run`: each input pipeline's part of each global batch,
         split into per-replica batches, starting at global batch `start_step`."""
-        strategy, task, seed = self.strategy, self.task, self.config.seed
-        shardable = "shard" in inspect.signature(task.dataset).parameters
-
-        def per_pipeline(ctx: tf.distribute.InputContext):
-            count, index = ctx.num_input_pipelines, ctx.input_pipeline_id
-            local = ctx.num_replicas_in_sync // count
-            kwargs = {"shard": (index, count)} if shardable and count > 1 else {}
-            data = task.dataset("train", seed=seed, repeat=True, skip_batches=start_step, **kwargs)
-            batch = tf.nest.flatten(data.element_spec)[0].shape[0]
-            if shardable and count > 1:
-                batch = batch * count
-            if batch is None or batch % ctx.num_replicas_in_sync:
-                raise UsageError(
-                    f"--batch_size {batch} does not split evenly over "
-                    f"{ctx.num_replicas_in_sync} devices ({count} worker(s)); use a multiple of "
-                    f"{ctx.num_replicas_in_sync}"
-                )
-            part = batch // count
-            if count > 1 and not kwargs:
-                lo = index * part
-                data = data.map(lambda *e: tf.nest.map_structure(lambda t: t[lo : lo + part], e))
-            if local > 1:
-                data = data.rebatch(part // local, drop_remainder=True)
-            return data
-
-        return strategy.distribute_datasets_from_function(per_pipeline)
+        task, seed = self.task, self.config.seed
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: input_pipeline_part(task, ctx, seed, start_step)
+        )
 
     def train_step(self, inputs, targets) -> dict:
         """One optimiser step on a batch (a per-replica value under mirrored). Returns floats."""
