@@ -184,7 +184,9 @@ def test_two_workers_equal_one_process_and_a_wrong_split_does_not(runs):
     assert bad > 0.1  # the comparison can fail: a split that is not a partition is seen
     # only the chief wrote into --model_dir; the other worker's scratch folder is gone
     level = tmp / "pair" / "level_5"
-    assert sorted(os.listdir(level)) == ["checkpoints", "final.weights.h5", "logs"]
+    # (validation_cache.json: every worker's data check records the files that passed, atomically)
+    written = sorted(os.listdir(level))
+    assert written == ["checkpoints", "final.weights.h5", "logs", "validation_cache.json"]
     assert not [n for n in os.listdir(tmp / "scratch") if n.startswith("pynet-bokeh-worker-")]
 
 
@@ -200,7 +202,9 @@ def test_killed_chief_resumes_from_its_last_checkpoint_when_both_workers_rerun(r
     ]
     text = rerun[0].text()
     resumed = int(text.split("at step ")[1].split(" ")[0])
-    assert "resuming from" in text and 4 <= resumed < STEPS, text[-2000:]
+    # killed as ckpt-4 was being written: it resumes from ckpt-4, or from ckpt-2 if the kill came
+    # before the checkpoint list named ckpt-4; at most --checkpoint_every steps are lost
+    assert "resuming from" in text and 4 - CHECKPOINT_EVERY <= resumed <= 4, text[-2000:]
     assert resumed % CHECKPOINT_EVERY == 0
     assert f"training steps {resumed} -> {STEPS}" in text
     # the resumed run lands where the uninterrupted one did (data position and Adam state)
