@@ -10,6 +10,10 @@
     python evaluate.py --weights final.weights.h5 --photos_dir shots/ --out_dir eval/shots
     # any method of the registry, with the shared controls where it takes them
     python evaluate.py --model classical --blur 24 --dataset_dir EBB --out_dir eval/classical
+    # N processes or machines, one shard each (rerun one to resume it), then one report
+    python evaluate.py --weights final.weights.h5 --dataset_dir EBB --shard 0/2 --out_dir eval/s0
+    python evaluate.py --weights final.weights.h5 --dataset_dir EBB --shard 1/2 --out_dir eval/s1
+    python evaluate.py --merge eval/s0,eval/s1 --out_dir eval/all
 
     # every published protocol in one pass, with LPIPS, on the Val294 split
     python evaluate.py --weights final.weights.h5 --dataset_dir EBB --split val294 \
@@ -43,6 +47,7 @@ EVALUATE_FLAGS = (
     "dataset_dir",
     "depth_dir",
     "output_dir",
+    "shard",
 )
 
 
@@ -104,6 +109,13 @@ def define_flags(fv=FLAGS):
     flags.DEFINE_list(
         "crop_size", ["1024", "1024"], "H,W of the centre crop (protocol aim2020).", flag_values=fv
     )
+    flags.DEFINE_list(
+        "merge",
+        [],
+        "Out_dirs of the runs of every --shard I/N of one evaluation, comma-separated: joined "
+        "into one report in --out_dir (no images are rendered).",
+        flag_values=fv,
+    )
     flags.DEFINE_bool(
         "save_outputs",
         None,
@@ -147,11 +159,18 @@ def main(argv, flag_values=FLAGS):
     """The program; `flag_values` holds the parsed flags (see `define_flags`)."""
     del argv
     opts = flag_values
-    from pynet_bokeh import evaluation, report
+    from pynet_bokeh import evaluation
     from pynet_bokeh.errors import UsageError
+    from pynet_bokeh.sharding import parse_shard
 
     if opts.output_dir is None:
         raise UsageError("--out_dir is required: the folder the report goes to")
+    if opts.merge:
+        if opts.shard:
+            raise UsageError("--merge joins finished shards: leave out --shard")
+        summary = evaluation.merge_evaluations(opts.merge, opts.output_dir)
+        return _print_summary(summary, opts.output_dir)
+    shard = parse_shard(opts.shard)
     if (opts.dataset_dir is None) == (opts.photos_dir is None):
         raise UsageError("give exactly one of --dataset_dir (with targets) or --photos_dir")
     try:
@@ -203,8 +222,17 @@ def main(argv, flag_values=FLAGS):
         lpips=lpips,
         level=opts.level,
         notes=notes,
+        shard=shard,
     )
-    print(f"\n{summary['count']} images -> {opts.output_dir}/report.md")
+    if shard is not None:
+        print(f"\nshard {shard[0]}/{shard[1]}; join the shards with --merge")
+    return _print_summary(summary, opts.output_dir)
+
+
+def _print_summary(summary, output_dir):
+    from pynet_bokeh import report
+
+    print(f"\n{summary['count']} images -> {output_dir}/report.md")
     for name, m in summary["methods"].items():
         if summary["has_targets"] and len(summary["columns"]) > 4:
             print(f"  {name:40s} {m['seconds']:.2f} s/image (scores: the table in report.md)")

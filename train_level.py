@@ -98,11 +98,15 @@ def main(argv):
     )
     from pynet_bokeh.cli.errors import report
     from pynet_bokeh.errors import PynetBokehError
-    from pynet_bokeh.training.trainer import NonFiniteLossError, Trainer
+    from pynet_bokeh.training.trainer import NonFiniteLossError, Trainer, make_strategy
 
     try:
+        # multi_worker and tpu set up the runtime, so before anything else runs TensorFlow.
+        strategy = (
+            make_strategy(FLAGS.strategy) if FLAGS.strategy in ("multi_worker", "tpu") else None
+        )
         task, config = task_from_flags()
-        result = Trainer(task, config).run()
+        result = Trainer(task, config, strategy=strategy).run()
     except (PynetBokehError, NonFiniteLossError, OSError) as err:
         print(file=sys.stderr)
         report(err)

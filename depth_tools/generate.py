@@ -15,7 +15,9 @@ The network runs at a working size: the photo resized (bilinear, aspect kept) so
 side is ``--working_size`` pixels, each side rounded to the source's multiple (16 for MegaDepth);
 its prediction is resized to half the photo's size before normalisation. Maps that exist are
 skipped unless ``--overwrite``; each file is written atomically, so an interrupted run is
-resumed by running the same command again.
+resumed by running the same command again. ``--shard I/N`` makes maps for every N-th photo
+from I of the sorted list (``pynet_bokeh.sharding``): N processes or machines given the same
+``--input`` and ``--shard 0/N`` .. ``N-1/N`` make every map once, each resumable the same way.
 
 Depth sources (``--model``) live in ``DEPTH_SOURCES``, name -> factory. A factory takes the
 weights path (or None) and returns a :class:`DepthSource`; another module can add one:
@@ -526,6 +528,13 @@ def define_flags(fv=flags.FLAGS):
     )
     flags.DEFINE_integer("batch_size", 4, "Photos per network call.", flag_values=fv)
     flags.DEFINE_bool("overwrite", False, "Redo maps that already exist.", flag_values=fv)
+    flags.DEFINE_string(
+        "shard",
+        None,
+        "I/N: only every N-th photo from I (0-based) of the sorted list, so N processes with "
+        "the same --input cover it once.",
+        flag_values=fv,
+    )
     flags.DEFINE_bool(
         "fallback",
         False,
@@ -540,8 +549,15 @@ def main(argv, fv=flags.FLAGS):
         raise app.UsageError(f"unexpected arguments {argv[1:]}; use --input")
     if not fv.input:
         raise app.UsageError("--input is required: a photo folder or an EBB! data set root")
+    from pynet_bokeh.sharding import parse_shard, shard_items
+
     try:
+        shard = parse_shard(fv.shard)
         jobs = plan_jobs(fv.input, fv.output)
+        if shard is not None:
+            total = len(jobs)
+            jobs = shard_items(jobs, shard)
+            print(f"shard {shard[0]}/{shard[1]}: {len(jobs)} of {total} photos", flush=True)
         try:
             source = get_depth_source(fv.model, fv.weights)
         except MissingWeightsError:

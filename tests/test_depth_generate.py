@@ -257,3 +257,25 @@ def test_plugin_module_registers_a_source(tmp_path, monkeypatch):
     source = get_depth_source("plugin-net")
     assert source.multiple == 32 and source.larger_is_nearer
     sys.modules.pop("my_depth_plugin", None)
+
+
+def test_shards_cover_the_photos_once_and_resume(tmp_path, capsys):
+    folder = _write_scenes(tmp_path / "original", [f"{i}.png" for i in range(5)])
+    out_dir = tmp_path / "original_depth"
+    written = []
+    for shard in ("0/2", "1/2"):
+        before = set(os.listdir(out_dir)) if out_dir.exists() else set()
+        with pytest.warns(FallbackDepthWarning):
+            assert _cli([f"--input={folder}", "--fallback", f"--shard={shard}"]) == 0
+        written.append({n for n in set(os.listdir(out_dir)) - before if n.endswith(".png")})
+    assert written == [{"0.png", "2.png", "4.png"}, {"1.png", "3.png"}]
+    out = capsys.readouterr().out
+    assert "shard 0/2: 3 of 5 photos" in out and "shard 1/2: 2 of 5 photos" in out
+    # a rerun of a finished shard skips its maps
+    (out_dir / "3.png").unlink()
+    with pytest.warns(FallbackDepthWarning):
+        assert _cli([f"--input={folder}", "--fallback", "--shard=1/2"]) == 0
+    assert "1 depth map(s) written, 1 skipped" in capsys.readouterr().out
+    for bad, match in (("2/2", "0 <= I < N"), ("1-2", "must look like I/N")):
+        with pytest.raises(SystemExit, match=f"--shard.*{match}"):
+            _cli([f"--input={folder}", "--fallback", f"--shard={bad}"])

@@ -100,6 +100,13 @@ _SPECS = [
         "Folder the outputs are written to.",
         aliases=("out_dir",),
     ),
+    Flag(
+        "shard",
+        "string",
+        None,
+        "I/N: only every N-th image from I (0-based) of the sorted list, so N processes or "
+        "machines given the same inputs cover it once (pynet_bokeh.sharding).",
+    ),
     # --------------------------------------------------------------- training
     Flag("stage", "string", None, "Stage of a multi-stage method (DeepLens, BRADCN)."),
     Flag("dataset_dir", "string", None, "Data set root in the EBB! layout (train/, test/)."),
@@ -132,7 +139,14 @@ _SPECS = [
         "Start a fresh run from these weights instead of the previous level's/stage's: a "
         ".weights.h5 file, a training folder, a checkpoint prefix, or a TF1 checkpoint prefix.",
     ),
-    Flag("strategy", "enum", "default", "tf.distribute strategy.", choices=("default", "mirrored")),
+    Flag(
+        "strategy",
+        "enum",
+        "default",
+        "tf.distribute strategy: default (one device), mirrored (all local GPUs), multi_worker "
+        "(several hosts, cluster from TF_CONFIG: docs/distributed.md) or tpu.",
+        choices=("default", "mirrored", "multi_worker", "tpu"),
+    ),
     Flag("mixed_precision", "bool", False, "mixed_float16 compute (losses stay float32)."),
     Flag(
         "run_eagerly",

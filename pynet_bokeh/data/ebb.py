@@ -505,6 +505,7 @@ def ebb_dataset(
     repeat=True,
     pairs=None,
     skip_batches=0,
+    shard=None,
 ):
     """Streaming training pipeline: (input N x p x p x 4, target N x t x t x 3), float32 [0, 1].
 
@@ -514,10 +515,20 @@ def ebb_dataset(
     search and validation of `root` / `split`. `seed` makes the order, crops and augmentation
     reproducible; `skip_batches` skips that many batches cheaply (file names, not images) to
     resume at a data position. Batches are full (the remainder is dropped).
+
+    shard: (index, count) for one of `count` workers: batches of batch_size / count samples,
+    part `index` of each batch the unsharded pipeline yields (the same samples, crops and
+    augmentation), and only that part is read from disk.
     """
     _check_level_patch(level, patch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    index, count = shard if shard is not None else (0, 1)
+    if count < 1 or not 0 <= index < count or batch_size % count:
+        raise ValueError(
+            f"shard {index}/{count}: need 0 <= index < count and a batch_size ({batch_size}) "
+            "that count divides"
+        )
     if pairs is None:
         pairs = validate_pairs(find_pairs(root, split), skip_bad=skip_bad)
     pairs = list(pairs)
@@ -543,6 +554,12 @@ def ebb_dataset(
     ds = tf.data.Dataset.zip(files, tf.data.Dataset.random(seed=seed))
     if skip_batches:
         ds = ds.skip(int(skip_batches) * batch_size)
+    if count > 1:
+        # Keep this worker's contiguous part of every batch, before anything is decoded.
+        part = batch_size // count
+        ds = ds.enumerate().filter(lambda i, e: (i % batch_size) // part == index)
+        ds = ds.map(lambda i, e: e)
+        batch_size = part
 
     @tf.autograph.experimental.do_not_convert
     def load(element, rand):

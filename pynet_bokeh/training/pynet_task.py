@@ -137,7 +137,7 @@ class PyNetLevelTask:
             f"{self.previous_weights}"
         )
 
-    def dataset(self, split, seed, repeat, skip_batches=0):
+    def dataset(self, split, seed, repeat, skip_batches=0, shard=None):
         from pynet_bokeh.data.ebb import ebb_dataset
 
         if split == "test" and "test" not in self._pairs:
@@ -157,6 +157,7 @@ class PyNetLevelTask:
             repeat=repeat,
             pairs=self._pairs.get(split),
             skip_batches=skip_batches,
+            shard=shard,
         )
 
     def loss_terms(self, inputs, targets, outputs):

@@ -14,14 +14,26 @@ Work folder of a task (`TrainConfig.work_dir`):
     final.weights.h5    the full model's weights when the run completes (next stage's start)
     train_stems.json    which images it trained on (tasks with `trained_on()`), so that
                         evaluate.py can warn when it scores them
+
+Distribution (`TrainConfig.strategy`, see `make_strategy` and docs/distributed.md): the batch a
+task's `dataset` yields is the global batch; each input pipeline (one per worker) reads its own
+disjoint, deterministic part of every global batch, split evenly over its local replicas, so any
+number of workers follows the trajectory of one device with the same batch and seed. Under
+`multi_worker` every worker runs the same command with the same `work_dir`; only the chief writes
+there (checkpoints, TensorBoard, final weights); the others save their checkpoints into a private
+temporary folder (saving is a collective step) and delete it. Rerunning the same commands after
+a crash resumes from the chief's last checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Protocol, runtime_checkable
 
@@ -29,7 +41,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pynet_bokeh.errors import UsageError
 from pynet_bokeh.training import checkpointing, summaries
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
 @runtime_checkable
@@ -43,7 +58,9 @@ class TrainingTask(Protocol):
     saying what it loaded (it is not called when resuming from a checkpoint).
     `dataset(split, seed, repeat, skip_batches)` yields (inputs, targets) batches, the same ones
     for the same seed, after skipping `skip_batches` (a resumed run continues where the killed
-    one stopped); `loss_terms` returns the
+    one stopped). A task whose `dataset` also takes `shard=(index, count)` yields part `index`
+    of `count` equal, contiguous parts of each of those batches, loading only that part (the
+    trainer slices the full batches of a task without it); `loss_terms` returns the
     weighted loss terms (float32 scalars, summed into the loss); `eval_metrics` returns numbers
     for a batch; `image_rows` NHWC float images in [0, 1] for TensorBoard.
     """
@@ -103,21 +120,126 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+_STRATEGY_CACHE: dict = {}
+
+
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """ "default" (one device) or "mirrored" (all GPUs, else all logical CPU devices)."""
+    """The `tf.distribute` strategy called `name` (one of STRATEGIES).
+
+    "default": one device. "mirrored": all local GPUs, else all logical CPU devices.
+    "multi_worker": `MultiWorkerMirroredStrategy`, cluster and task from the `TF_CONFIG`
+    environment variable; it must be made before TensorFlow runs anything, so a program calls
+    this first. "tpu": `TPUStrategy` with the TPU the environment names (Colab, Cloud TPU VM);
+    stops with `UsageError` where there is none. multi_worker and tpu are made once per process.
+    """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices=devices)
-    raise ValueError(f"--strategy must be 'default' or 'mirrored', got {name!r}")
+    if name in _STRATEGY_CACHE:
+        return _STRATEGY_CACHE[name]
+    if name == "multi_worker":
+        strategy = _multi_worker_strategy()
+    elif name == "tpu":
+        strategy = _tpu_strategy()
+    else:
+        raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
+    _STRATEGY_CACHE[name] = strategy
+    return strategy
+
+
+def _multi_worker_strategy():
+    import json
+
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise UsageError(
+            "--strategy multi_worker reads the cluster from the TF_CONFIG environment variable, "
+            "which is not set; see docs/distributed.md for what to put in it on each host"
+        )
+    try:
+        tf_config = json.loads(raw)
+        workers = tf_config["cluster"]["worker"]
+        int(tf_config["task"]["index"])
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(
+            'TF_CONFIG must be JSON like {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            f'"task": {{"type": "worker", "index": 0}}}}; got {raw!r}'
+        ) from None
+    if not workers:
+        raise UsageError("TF_CONFIG lists no workers under cluster.worker")
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
+    )
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except RuntimeError as err:
+        raise UsageError(
+            f"--strategy multi_worker must be set up before TensorFlow runs anything ({err}); "
+            "call pynet_bokeh.training.trainer.make_strategy('multi_worker') first"
+        ) from None
+
+
+def _tpu_strategy():
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(
+            f"--strategy tpu: no TPU found ({first}); run on a Cloud TPU VM or a Colab TPU "
+            "runtime, or use --strategy default / mirrored / multi_worker"
+        ) from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes checkpoints, TensorBoard records and final weights."""
+    return bool(strategy.extended.should_checkpoint)
+
+
+def input_pipeline_part(
+    task: TrainingTask, ctx: tf.distribute.InputContext, seed: int | None, start_step: int = 0
+) -> tf.data.Dataset:
+    """Input pipeline `ctx.input_pipeline_id`'s part of the task's training batches: part i of
+    n contiguous, equal parts of every global batch, in per-replica batches (its local
+    replicas take consecutive ones), from global batch `start_step` on."""
+    count, index = ctx.num_input_pipelines, ctx.input_pipeline_id
+    local = ctx.num_replicas_in_sync // count
+    shard = count > 1 and "shard" in inspect.signature(task.dataset).parameters
+    kwargs = {"shard": (index, count)} if shard else {}
+    data = task.dataset("train", seed=seed, repeat=True, skip_batches=start_step, **kwargs)
+    batch = tf.nest.flatten(data.element_spec)[0].shape[0]
+    if shard and batch is not None:
+        batch *= count
+    if batch is None or batch % ctx.num_replicas_in_sync:
+        raise UsageError(
+            f"--batch_size {batch} does not split evenly over {ctx.num_replicas_in_sync} "
+            f"devices ({count} worker(s)); use a multiple of {ctx.num_replicas_in_sync}"
+        )
+    part = batch // count
+    if count > 1 and not shard:
+        lo = index * part
+        data = data.map(lambda *e: tf.nest.map_structure(lambda t: t[lo : lo + part], e))
+    if local > 1:
+        data = data.rebatch(part // local, drop_remainder=True)
+    return data
 
 
 class Trainer:
     """Trains `task` as `config` says. `run()` resumes from the latest checkpoint if there is one."""
 
-    def __init__(self, task: TrainingTask, config: TrainConfig):
+    def __init__(
+        self,
+        task: TrainingTask,
+        config: TrainConfig,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
+        """`strategy`: an already made strategy (else `make_strategy(config.strategy)`, which
+        for multi_worker and tpu happens here, before the task's checks run TensorFlow)."""
         if config.steps <= 0:
             raise ValueError(f"steps must be positive, got {config.steps}")
         for name in ("checkpoint_every", "eval_every", "log_every", "keep_checkpoints"):
@@ -127,6 +249,16 @@ class Trainer:
         self.config = config
         self.ckpt_dir = os.path.join(config.work_dir, checkpointing.CHECKPOINT_DIR)
         self.final_path = os.path.join(config.work_dir, checkpointing.FINAL_WEIGHTS)
+        if config.strategy not in STRATEGIES:
+            raise UsageError(
+                f"--strategy must be one of {', '.join(STRATEGIES)}, got {config.strategy!r}"
+            )
+        if config.strategy == "tpu" and config.run_eagerly:
+            raise UsageError("--strategy tpu runs compiled steps only; drop --run_eagerly")
+        if strategy is None and config.strategy in ("multi_worker", "tpu"):
+            strategy = make_strategy(config.strategy)
+        self._given_strategy = strategy
+        self._scratch = None  # a non-chief worker's private folder for checkpoints
         self._built = False
 
     def log(self, msg: str) -> None:
@@ -150,27 +282,36 @@ class Trainer:
             return int(self.step.numpy())
         resuming = tf.train.latest_checkpoint(self.ckpt_dir) is not None
         self.task.preflight(resuming)
-        self._record_trained_stems()
-        self.strategy = make_strategy(self.config.strategy)
+        self.strategy = self._given_strategy or make_strategy(self.config.strategy)
+        self.is_chief = is_chief(self.strategy)
+        if self.is_chief:
+            self._record_trained_stems()
+        tpu = self.config.strategy == "tpu"
         previous_policy = keras.config.dtype_policy()
         if self.config.mixed_precision:
-            keras.config.set_dtype_policy("mixed_float16")
+            # TPUs compute in bfloat16, whose range needs no loss scaling.
+            keras.config.set_dtype_policy("mixed_bfloat16" if tpu else "mixed_float16")
         try:
             with self.strategy.scope():
                 self.model = self.task.build_model()
                 self.train_model = self.task.trainable_model(self.model)
                 optimizer = keras.optimizers.Adam(self.config.learning_rate)
-                if self.config.mixed_precision:
+                if self.config.mixed_precision and not tpu:
                     optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
                 self.optimizer = optimizer
                 self.optimizer.build(self.train_model.trainable_variables)
                 self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         finally:
             keras.config.set_dtype_policy(previous_policy)
+        save_dir = self.ckpt_dir
+        if not self.is_chief:
+            # Every worker takes part in a save; only the chief's copy is kept.
+            self._scratch = tempfile.mkdtemp(prefix="pynet-bokeh-worker-")
+            save_dir = os.path.join(self._scratch, checkpointing.CHECKPOINT_DIR)
         self.ckpt, self.manager = checkpointing.training_checkpoint(
-            self.model, self.optimizer, self.step, self.ckpt_dir, self.config.keep_checkpoints
+            self.model, self.optimizer, self.step, save_dir, self.config.keep_checkpoints
         )
-        latest = self.manager.latest_checkpoint
+        latest = tf.train.latest_checkpoint(self.ckpt_dir)
         if latest:
             self.ckpt.restore(latest).assert_existing_objects_matched()
             restored_lr = float(self.optimizer.learning_rate.numpy())
@@ -184,11 +325,13 @@ class Trainer:
             )
         else:
             self.log(f"{self.task.name}: starting: {self.task.initialize(self.model)}")
+        self._last_saved = int(self.step.numpy()) if latest else None
+        predict = self._predict_on_replica if tpu else self._predict_raw
         if self.config.run_eagerly:
-            self._step_fn, self._predict_fn = self._distributed_step, self._predict_raw
+            self._step_fn, self._predict_fn = self._distributed_step, predict
         else:
             self._step_fn = tf.function(self._distributed_step)
-            self._predict_fn = tf.function(self._predict_raw, reduce_retracing=True)
+            self._predict_fn = tf.function(predict, reduce_retracing=True)
         self._built = True
         return int(self.step.numpy())
 
@@ -225,6 +368,31 @@ class Trainer:
     def _predict_raw(self, inputs):
         return self.train_model(inputs, training=False)
 
+    def _predict_on_replica(self, inputs):
+        # On a TPU the model runs on a replica; the host only feeds it.
+        out = self.strategy.run(self._predict_raw, args=(inputs,))
+        return self.strategy.experimental_local_results(out)[0]
+
+    def save_checkpoint(self, step: int) -> None:
+        """Saves checkpoint `step` (every worker calls it; only the chief's copy is kept)."""
+        self.manager.save(checkpoint_number=step)
+        self._last_saved = step
+        if self._scratch is not None:
+            shutil.rmtree(os.path.join(self._scratch, checkpointing.CHECKPOINT_DIR), True)
+
+    def _cleanup_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def distributed_dataset(self, start_step: int = 0):
+        """The training data for `strategy.run`: each input pipeline's part of each global batch,
+        split into per-replica batches, starting at global batch `start_step`."""
+        task, seed = self.task, self.config.seed
+        return self.strategy.distribute_datasets_from_function(
+            lambda ctx: input_pipeline_part(task, ctx, seed, start_step)
+        )
+
     def train_step(self, inputs, targets) -> dict:
         """One optimiser step on a batch (a per-replica value under mirrored). Returns floats."""
         self.setup()
@@ -237,9 +405,10 @@ class Trainer:
 
     # ------------------------------------------------------------------- eval
     def evaluate(self, writer=None, step=None) -> dict:
-        """Mean of the task's metrics over up to `eval_batches` test batches (0: none); logs them."""
+        """Mean of the task's metrics over up to `eval_batches` test batches (0: none); logs them.
+        Only the chief evaluates (the others return {})."""
         self.setup()
-        if self.config.eval_batches <= 0:
+        if self.config.eval_batches <= 0 or not self.is_chief:
             return {}
         sums, count, first = {}, 0, None
         data = self.task.dataset("test", seed=self.config.seed, repeat=False)
@@ -262,11 +431,20 @@ class Trainer:
     # -------------------------------------------------------------------- run
     def run(self) -> TrainResult:
         """Trains to `config.steps`, checkpointing, evaluating and logging; saves final weights."""
-        cfg = self.config
         start = self.setup()
+        try:
+            return self._run(start)
+        finally:
+            self._cleanup_scratch()
+
+    def _run(self, start: int) -> TrainResult:
+        cfg = self.config
         logs = os.path.join(cfg.work_dir, "logs")
-        train_writer = tf.summary.create_file_writer(os.path.join(logs, "train"))
-        eval_writer = tf.summary.create_file_writer(os.path.join(logs, "eval"))
+        if self.is_chief:
+            train_writer = tf.summary.create_file_writer(os.path.join(logs, "train"))
+            eval_writer = tf.summary.create_file_writer(os.path.join(logs, "eval"))
+        else:
+            train_writer = eval_writer = tf.summary.create_noop_writer()
         if start >= cfg.steps:
             self.log(f"{self.task.name}: already at step {start} of {cfg.steps}; nothing to train")
         else:
@@ -274,15 +452,7 @@ class Trainer:
                 f"{self.task.name}: training steps {start} -> {cfg.steps} on "
                 f"{self.strategy.num_replicas_in_sync} device(s)"
             )
-        data = self.task.dataset("train", seed=cfg.seed, repeat=True, skip_batches=start)
-        replicas = self.strategy.num_replicas_in_sync
-        batch = tf.nest.flatten(data.element_spec)[0].shape[0]
-        if replicas > 1 and batch is not None and batch % replicas:
-            raise ValueError(
-                f"--batch_size {batch} does not split evenly over {replicas} devices; "
-                f"use a multiple of {replicas}"
-            )
-        iterator = iter(self.strategy.experimental_distribute_dataset(data))
+        iterator = iter(self.distributed_dataset(start))
         tty = sys.stdout.isatty()
         bar = keras.utils.Progbar(
             max(cfg.steps - start, 1),
@@ -314,17 +484,16 @@ class Trainer:
                 window = {}
             bar.update(step - start, [(k, v) for k, v in values.items()])
             if step % cfg.checkpoint_every == 0:
-                self.manager.save(checkpoint_number=step)
+                self.save_checkpoint(step)
             if step % cfg.eval_every == 0 and step < cfg.steps:
                 self._log_eval(eval_writer, step)
         elapsed = time.time() - t0
-        if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(
-            f"-{step}"
-        ):
-            self.manager.save(checkpoint_number=step)
+        if self._last_saved != step:
+            self.save_checkpoint(step)
         metrics = self._log_eval(eval_writer, step)
-        checkpointing.save_weights(self.model, self.final_path)
-        self.log(f"{self.task.name}: step {step}; final weights in {self.final_path}")
+        if self.is_chief:
+            checkpointing.save_weights(self.model, self.final_path)
+            self.log(f"{self.task.name}: step {step}; final weights in {self.final_path}")
         train_writer.flush()
         return TrainResult(
             start_step=start,
@@ -332,7 +501,7 @@ class Trainer:
             first_loss=first_loss,
             last_loss=last_loss,
             steps_per_second=(step - start) / max(elapsed, 1e-9),
-            final_weights=self.final_path,
+            final_weights=self.final_path if self.is_chief else None,
             eval_metrics=metrics,
         )
 
@@ -344,7 +513,7 @@ class Trainer:
         return metrics
 
     def _stop_non_finite(self, step, values):
-        latest = self.manager.latest_checkpoint
+        latest = tf.train.latest_checkpoint(self.ckpt_dir)
         kept = (
             f"the last good checkpoint {latest} is kept; rerun the same command to resume from it"
             if latest
