@@ -36,7 +36,7 @@ __all__ = [
 MAX_LAYERS = 32
 #: Radii (pixels) blurred at full resolution; the largest radius (in its own scale's pixels)
 #: blurred at a coarser scale.
-FULL_RES_RADIUS = 1.5
+FULL_RES_RADIUS = 2.5
 COARSE_RADIUS = 3.0
 #: The coarsest scale, 2^MAX_LEVEL: radii up to COARSE_RADIUS * 64 = 192 px.
 MAX_LEVEL = 6
@@ -130,11 +130,11 @@ def render_defocus_tf(
     width = tf.maximum((hi - lo) / n_bins, 1e-6)
     bins = tf.cast(tf.clip_by_value(tf.floor((radius - lo) / width), 0.0, n_bins - 1.0), tf.int32)
 
+    # Coverage 1 everywhere, computed from an input so that the converter does not store it.
+    ones = tf.cast(bins >= 0, tf.float32)
     # Per layer: pixel count and mean radius, and the scale its blur is computed at.
     flat_bins = tf.reshape(bins, [-1])
-    count = tf.math.unsorted_segment_sum(
-        tf.ones_like(tf.reshape(radius, [-1])), flat_bins, max_layers
-    )
+    count = tf.math.unsorted_segment_sum(tf.reshape(ones, [-1]), flat_bins, max_layers)
     total = tf.math.unsorted_segment_sum(tf.reshape(radius, [-1]), flat_bins, max_layers)
     mean_r = total / tf.maximum(count, 1e-12)
     layer_radius = tf.abs(mean_r)
@@ -150,15 +150,17 @@ def render_defocus_tf(
     present = count > 0
     far = mean_r < 0
 
-    rgba = tf.concat([linear, tf.ones_like(disparity)], axis=-1)
     if top > 0:
         # All layers' premultiplied colour and coverage averaged over 2 x 2 blocks, in one pass.
+        # Segment id = layer * blocks + block; the block index is added as a row and a column
+        # term (not one H x W map, which the converter would store as a constant).
         hh, ww = h // 2, w // 2
         rows = (tf.range(h) // 2) * ww
         cols = tf.range(w) // 2
-        block = tf.reshape(rows[:, None] + cols[None, :], [-1])
+        ids = (bins[0, :, :, 0] * (hh * ww) + rows[:, None]) + cols[None, :]
+        data = tf.concat([linear, ones], axis=-1) * 0.25
         hist = tf.math.unsorted_segment_sum(
-            tf.reshape(rgba, [-1, 4]) * 0.25, flat_bins * (hh * ww) + block, max_layers * hh * ww
+            tf.reshape(data, [-1, 4]), tf.reshape(ids, [-1]), max_layers * hh * ww
         )
         hist = tf.reshape(hist, [max_layers, hh, ww, 4])
 
@@ -195,12 +197,12 @@ def render_defocus_tf(
             far_over,
             lambda b, lv=lv: present[b] & far[b] & tf.equal(level[b], lv),
         )
-    acc = tf.zeros([1, h, w, 4]) if acc is None else _up2(acc)
+    acc = tf.concat([linear, disparity], axis=-1) * 0.0 if acc is None else _up2(acc)
 
     # Layers near the focal plane at full resolution, back to front.
     def sharp_over(b, a):
         mask = tf.cast(tf.equal(bins, b), tf.float32)
-        premult = rgba * mask
+        premult = tf.concat([linear * mask, mask], axis=-1)
         r = layer_radius[b]
         layer = (
             tf.cond(r > 0.5, lambda: _disc_blur(premult, r, half0, conv), lambda: premult)
