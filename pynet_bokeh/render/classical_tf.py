@@ -157,7 +157,8 @@ def render_defocus_tf(
         hh, ww = h // 2, w // 2
         rows = (tf.range(h) // 2) * ww
         cols = tf.range(w) // 2
-        ids = (bins[0, :, :, 0] * (hh * ww) + rows[:, None]) + cols[None, :]
+        # (maximum keeps the converter from folding the two terms into one H x W constant)
+        ids = tf.maximum(bins[0, :, :, 0] * (hh * ww) + rows[:, None], 0) + cols[None, :]
         data = tf.concat([linear, ones], axis=-1) * 0.25
         hist = tf.math.unsorted_segment_sum(
             tf.reshape(data, [-1, 4]), tf.reshape(ids, [-1]), max_layers * hh * ww

@@ -88,6 +88,12 @@ class ClassicalRenderer(Renderer):
             "metadata": metadata,
         }
 
+    def photo_graph(self, height, width):
+        from pynet_bokeh.render.classical_tf import classical_graph
+
+        render = classical_graph(int(height), int(width))
+        return (lambda image, depth, focus_xy, blur: render(image, depth, focus_xy, blur)), ()
+
 
 def example_feeds(height, width, seed=0):
     """A textured photo with a near subject on a far ramp, its half-size map, focus on the
