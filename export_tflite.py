@@ -7,6 +7,12 @@
         --output pynet_l1_int8.tflite --quantization int8 --calibration_dir ebb_samples
     # level 2: output at the input's size (about the same compute: levels 1-2 are two small layers)
     python export_tflite.py --weights final.weights.h5 --level 2 --output pynet_l2.tflite
+    # the classical renderer: image, depth map, focus point and K in, bokeh out
+    python export_tflite.py --model classical --height 1024 --width 1536 --output classical.tflite
+    # photo in, bokeh out: MegaDepth + the renderer in one file (--height/--width: the photo's)
+    python export_tflite.py --model classical --depth_model megadepth \
+        --depth_weights best_generalization_net_G.pth --height 1024 --width 1536 \
+        --output photo_bokeh.tflite
 
 After writing the file it runs one photo (the first of --calibration_dir, else a generated
 scene) through Keras and LiteRT and prints size, max abs difference, PSNR and CPU latency;
@@ -20,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ log lines, unless
 from absl import app, flags, logging  # noqa: E402
 
 from pynet_bokeh.cli import flags as cli_flags  # noqa: E402
+from pynet_bokeh.errors import UsageError  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -30,7 +37,18 @@ def define_flags(fv=FLAGS):
     Defined on demand rather than at import, so that the scripts (which share flag
     names) can be imported together, e.g. by one test session.
     """
-    cli_flags.define_absl(fv, ("method", "weights", "level", "bradcn_config", "depth_dir"))
+    cli_flags.define_absl(
+        fv,
+        (
+            "method",
+            "weights",
+            "level",
+            "bradcn_config",
+            "depth_dir",
+            "depth_model",
+            "depth_weights",
+        ),
+    )
     flags.DEFINE_string(
         "output", None, "The .tflite file to write (a .json is written beside it).", flag_values=fv
     )
@@ -38,11 +56,12 @@ def define_flags(fv=FLAGS):
         "quantization", "none", ["none", "fp16", "dynamic", "int8"], "Quantization.", flag_values=fv
     )
     flags.DEFINE_integer(
-        "height", 512, "Input height (half the photo's; multiple of 32).", flag_values=fv
+        "height",
+        512,
+        "Input height: PyNET's input (half the photo's, multiple of 32); the photo's for --model classical and with --depth_model.",
+        flag_values=fv,
     )
-    flags.DEFINE_integer(
-        "width", 768, "Input width (half the photo's; multiple of 32).", flag_values=fv
-    )
+    flags.DEFINE_integer("width", 768, "Input width (as --height).", flag_values=fv)
     flags.DEFINE_bool(
         "dynamic",
         False,
@@ -72,14 +91,44 @@ def load_export_model(opts):
     """(model or callable, keyword arguments for export_tflite) of `--model`: the registry
     method's export spec (its inputs, parity feeds and a description for the JSON)."""
     renderer = cli_flags.renderer_from_flags(opts)
+    if getattr(opts, "depth_model", None):
+        return photo_to_bokeh_export(opts, renderer)
+    if getattr(opts, "depth_weights", None):
+        raise UsageError("--depth_weights needs --depth_model (megadepth)")
     return renderer.export_spec(opts.height, opts.width)
+
+
+def photo_to_bokeh_export(opts, renderer):
+    """One graph from the photo (--height x --width) to its bokeh: --depth_model's network,
+    its EBB! map conversion and the method's renderer (`pynet_bokeh.export.photo_to_bokeh_spec`)."""
+    from depth_tools.megadepth import check_weights_path
+    from depth_tools.phone import megadepth_depth_fn
+    from pynet_bokeh.export import photo_to_bokeh_spec
+
+    if not opts.depth_weights:
+        raise UsageError(
+            f"--depth_model {opts.depth_model} needs --depth_weights "
+            "(best_generalization_net_G.pth from the MegaDepth project page)"
+        )
+    try:
+        check_weights_path(opts.depth_weights)
+        depth_fn, track = megadepth_depth_fn(opts.depth_weights, opts.height, opts.width)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        raise UsageError(f"--depth_weights {opts.depth_weights}: {err}") from None
+    return photo_to_bokeh_spec(
+        depth_fn,
+        renderer,
+        opts.height,
+        opts.width,
+        depth_track=track,
+        depth_note=f"MegaDepth ({os.path.basename(opts.depth_weights)}) at half the photo's size",
+    )
 
 
 def main(argv, flag_values=FLAGS):
     """The program; `flag_values` holds the parsed flags (see `define_flags`)."""
     del argv
     opts = flag_values
-    from pynet_bokeh.errors import UsageError
     from pynet_bokeh.export import export_tflite, metadata_path
 
     if not opts.output or not opts.output.endswith(".tflite"):

@@ -85,6 +85,22 @@ _SPECS = [
         None,
         "DeepLens aperture in [0, 1] when no --blur is given (K = aperture * 0.05 * long side).",
     ),
+    # --------------------------------------------------------------- depth network
+    Flag(
+        "depth_model",
+        "enum",
+        None,
+        "Depth network put in front of the method (export: one graph from the photo; "
+        "--height/--width are then the photo's size).",
+        choices=("megadepth",),
+    ),
+    Flag(
+        "depth_weights",
+        "string",
+        None,
+        "Weights of --depth_model: best_generalization_net_G.pth or a .weights.h5 from "
+        "depth-tools-convert.",
+    ),
     # --------------------------------------------------------------- inputs and outputs
     Flag(
         "depth_dir",

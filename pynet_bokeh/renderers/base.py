@@ -140,6 +140,13 @@ class Renderer:
         """(model or callable, keyword arguments for `pynet_bokeh.export.export_tflite`)."""
         raise UsageError(f"--method {self.name} has no TFLite export")
 
+    def photo_graph(self, height, width):
+        """(render, track) for a one-file photo-to-bokeh graph: `render(image, depth, **controls)`
+        in TF ops (builtin TFLite ops), image 1 x H x W x 3 sRGB, depth the 1 x H/2 x W/2 x 1 EBB!
+        map, controls the tensors `focus_xy` (1 x 2 pixels) and `blur` (1 x 1 K) of
+        `controls()`; `track`: the Keras objects whose weights it uses."""
+        raise UsageError(f"--method {self.name} cannot go into a photo-to-bokeh graph")
+
 
 def check_photo(photo):
     """An H x W x 3 float32 array in [0, 1], or BadDataError saying what came instead."""

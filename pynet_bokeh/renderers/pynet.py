@@ -114,5 +114,28 @@ class PyNetRenderer(Renderer):
     def export_spec(self, height, width, **options):
         return self.model, {"level": self.level}
 
+    def photo_graph(self, height, width):
+        """PyNET on the photo downscaled x0.5 (bilinear: TFLite has no bicubic resize) with the
+        map as 4th channel; level 1's output (the photo's size) clipped to [0, 1]."""
+        import tensorflow as tf
+
+        from pynet_bokeh.models.pynet import level_model
+
+        if self.level != 1:
+            raise UsageError("--level: a photo-to-bokeh graph uses level 1 (the photo's size)")
+        if height % 64 or width % 64:
+            raise UsageError(
+                f"--height {height} / --width {width}: PyNET's photo graph needs multiples of 64 "
+                "(its input, half the photo, multiples of 32)"
+            )
+        net = level_model(self.model, 1)
+
+        def render(image, depth):
+            half = tf.image.resize(image, (height // 2, width // 2), method="bilinear")
+            out = net(tf.concat([half, depth], axis=-1), training=False)
+            return tf.clip_by_value(out, 0.0, 1.0)
+
+        return render, (net,)
+
 
 RENDERER = PyNetRenderer

@@ -1,0 +1,86 @@
+"""SavedModel -> TFLite bytes with builtin ops only (four quantization modes), and the check
+that a converted file holds no Flex / custom op."""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+
+import tensorflow as tf
+
+from pynet_bokeh.export.litert import make_interpreter
+
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
+
+
+class FlexOpsError(RuntimeError):
+    """The model needs TensorFlow (Flex / custom) ops that TFLite has no builtin kernel for."""
+
+    def __init__(self, message, ops=()):
+        super().__init__(message)
+        self.ops = tuple(ops)
+
+
+_FLEX_OP = re.compile(r"\btf\.([A-Z][A-Za-z0-9]*)\(")
+_FLEX_HINTS = ("flex", "custom op", "select tf", "not supported by the native tflite")
+
+
+def convert_saved_model(directory, quantization="none", representative_data=None):
+    """Converts a SavedModel to TFLite bytes with builtin ops only; see the module docstring.
+
+    representative_data: for "int8", a callable returning an iterable of {input name: array}.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(directory))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        if representative_data is None:
+            raise ValueError(
+                "int8 quantization needs calibration data: pass calibration_dir (a folder of "
+                "photos + EBB! depth maps) or representative_data"
+            )
+        converter.representative_dataset = representative_data
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    try:
+        with warnings.catch_warnings():
+            # The int8 calibrator itself uses the deprecated tf.lite.Interpreter: not our call.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            return converter.convert()
+    except Exception as err:  # the converter raises ConverterError / RuntimeError / ValueError
+        text = str(err)
+        ops = sorted(set(_FLEX_OP.findall(text)))
+        if ops or any(h in text.lower() for h in _FLEX_HINTS):
+            raise FlexOpsError(
+                f"the model needs TensorFlow ops that TFLite has no builtin kernel for: "
+                f"{', '.join(ops) or '(see the converter message below)'}. This exporter uses "
+                "builtin ops only, so the file runs on the plain LiteRT runtime (no Flex / "
+                "TF Select AAR on Android): replace these ops in the model with builtin-friendly "
+                f"ones.\nConverter message (end):\n{text[-1500:]}",
+                ops,
+            ) from err
+        if quantization == "int8" and "quantiz" in text.lower():
+            raise RuntimeError(
+                "int8 conversion failed: an op of the model has no int8 kernel. Use "
+                f"quantization='dynamic' or 'fp16' instead.\nConverter message (end):\n{text[-1500:]}"
+            ) from err
+        raise
+
+
+def op_names(model_content):
+    """Sorted names of the ops in a TFLite model (bytes or path), e.g. ['CONV_2D', ...]."""
+    # Without the default XNNPACK delegate, which would hide the ops it takes as "DELEGATE".
+    interpreter = make_interpreter(model_content, default_delegates=False)
+    return sorted({op["op_name"] for op in interpreter._get_ops_details()})
+
+
+def check_builtin_ops(names, what="the model"):
+    """Raises FlexOpsError if `names` (from `op_names`) holds Flex or custom ops."""
+    bad = [n for n in names if n.startswith("Flex") or n == "CUSTOM"]
+    if bad:
+        raise FlexOpsError(f"{what} contains non-builtin ops: {', '.join(bad)}", bad)
