@@ -308,11 +308,11 @@ def test_pynet_float32_export_matches_keras_and_the_authors_graph(
 
 
 def test_cli_usage_errors(pynet, tmp_path):
-    from absl import app
+    from pynet_bokeh.errors import UsageError
 
-    with pytest.raises(app.UsageError, match="int8 needs --calibration_dir"):
+    with pytest.raises(UsageError, match="int8 needs --calibration_dir"):
         _run_cli(["--weights=x.weights.h5", f"--output={tmp_path}/m.tflite", "--quantization=int8"])
-    with pytest.raises(app.UsageError, match="--output FILE.tflite is required"):
+    with pytest.raises(UsageError, match="--output FILE.tflite is required"):
         _run_cli(["--weights=x.weights.h5", f"--output={tmp_path}/m.h5"])
     with pytest.raises(ValueError, match="multiples of 32"):
         export_tflite(pynet, tmp_path / "bad.tflite", height=60, width=96)

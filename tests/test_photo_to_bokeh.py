@@ -55,6 +55,7 @@ def test_ebb_depth_conversion_matches_the_generator():
     np.testing.assert_array_equal(flat, 1.0)  # a flat map is "all near": nothing blurred
 
 
+@pytest.mark.slow  # MegaDepth + the renderer through the converter: minutes on 2 cores
 def test_photo_to_bokeh_file_matches_the_python_pipeline(megadepth_weights, ebb_samples, tmp_path):
     from depth_tools.megadepth import build_megadepth, load_megadepth_weights
     from depth_tools.phone import reference_depth
