@@ -26,12 +26,33 @@ def _read(path):
     if os.path.getsize(path) == 0:
         raise ImageFileError(f"{path}: empty file (0 bytes); re-copy or regenerate it.")
     try:
-        return iio.imread(path)
+        image = iio.imread(path)
+        cmyk = image.ndim == 3 and image.shape[2] == 4 and _is_jpeg(path)
+        adobe = cmyk and "adobe" in iio.immeta(path)
+        if adobe:
+            # A JPEG has no alpha: 4 channels are CMYK inks (YCCK decodes to CMYK). Pillow
+            # undoes Adobe's inverted storage on decoding and converts inks to RGB.
+            image = iio.imread(path, mode="RGB")
     except Exception as err:  # imageio raises many types; the message is what matters
         raise ImageFileError(
             f"{path}: cannot decode the image ({type(err).__name__}: {err}); the file is "
             "truncated or not a JPEG/PNG image: re-copy or regenerate it."
         ) from err
+    if cmyk and not adobe:
+        # Without Adobe's marker nothing says whether the inks are stored inverted (writers
+        # differ, and decoders guess differently): refuse rather than guess.
+        raise ImageFileError(
+            f"{path}: CMYK JPEG without an Adobe marker, so whether its inks are stored "
+            "inverted is unknown; convert it to an RGB JPEG or PNG."
+        )
+    if cmyk:
+        warnings.warn(f"{path}: CMYK JPEG converted to RGB.", stacklevel=3)
+    return image
+
+
+def _is_jpeg(path):
+    with open(path, "rb") as f:
+        return f.read(3) == b"\xff\xd8\xff"
 
 
 def to_float01(image, path="image"):
@@ -48,8 +69,9 @@ def to_float01(image, path="image"):
 def read_photo(path):
     """Reads a JPEG/PNG photo as float32 H x W x 3 RGB in [0, 1].
 
-    Grayscale is replicated to RGB and RGBA drops its alpha, each with a warning; 16-bit PNGs
-    are scaled to [0, 1] with a warning.
+    Grayscale is replicated to RGB, RGBA drops its alpha and CMYK JPEGs (Adobe-inverted or
+    not) are converted to RGB, each with a warning; 16-bit PNGs are scaled to [0, 1] with a
+    warning.
     """
     image = _read(path)
     if image.dtype != np.uint8:
