@@ -197,6 +197,7 @@ def main(argv):
         lambda record: "Sharding callback" not in record.getMessage()
     )
     from pynet_bokeh.data.ebb import EbbValidationError
+    from pynet_bokeh.errors import PynetBokehError
     from pynet_bokeh.training.checkpointing import WeightsMismatchError
     from pynet_bokeh.training.pynet_task import HandOffError
     from pynet_bokeh.training.trainer import NonFiniteLossError, Trainer
@@ -212,6 +213,7 @@ def main(argv):
         WeightsMismatchError,
         NonFiniteLossError,
         FileNotFoundError,
+        PynetBokehError,
     ) as err:
         print(f"\nerror: {err}", file=sys.stderr, flush=True)
         return 1

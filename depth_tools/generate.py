@@ -299,6 +299,20 @@ def plan_jobs(inputs, output=None):
     return jobs
 
 
+def prepare_output_folders(jobs):
+    """Before any work: each map folder exists and is writable (FolderNotWritableError naming
+    it otherwise), and temp files a killed run left there (`.tmp-*`) are removed."""
+    from pynet_bokeh.files import check_writable, remove_stale_temporaries
+
+    removed = []
+    for folder in sorted({out.parent for _, out in jobs}):
+        check_writable(folder, "depth map folder")
+        removed += remove_stale_temporaries(folder)
+    if removed:
+        logging.info("removed %d temp file(s) left by an interrupted run", len(removed))
+    return removed
+
+
 def _sidecar(out_path):
     return out_path.with_name(out_path.stem + SIDECAR_SUFFIX)
 
@@ -378,6 +392,7 @@ def generate_depth_maps(
         raise ValueError(f"--batch_size must be at least 1, got {batch_size}")
     if source is not None:
         working_size(1, 1, working_long_side, source.multiple)  # fail before any work
+    prepare_output_folders(jobs)
     result = GenerateResult([], [], [])
     bar = keras.utils.Progbar(len(jobs), unit_name="photo") if progress else None
     done = 0
@@ -524,6 +539,7 @@ def main(argv, fv=flags.FLAGS):
         raise app.UsageError("--input is required: a photo folder or an EBB! data set root")
     try:
         jobs = plan_jobs(fv.input, fv.output)
+        prepare_output_folders(jobs)  # before the (slow) model load
         try:
             source = get_depth_source(fv.model, fv.weights)
         except MissingWeightsError:

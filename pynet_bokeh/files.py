@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+from pynet_bokeh.errors import FolderNotWritableError
+
+TMP_PREFIX = ".tmp-"
 
 
 def _umask():
@@ -20,7 +26,7 @@ def atomic_path(path, suffix=".tmp"):
     not mkstemp's 0600), on error it is removed, so ``path`` is never left half written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -44,3 +50,43 @@ def write_text_atomic(path, text):
         with open(tmp, "w", newline="") as f:
             f.write(text)
     return Path(path)
+
+
+def check_writable(folder, what="output folder"):
+    """Makes `folder` (and its parents) if missing and proves it writable by creating and
+    removing a file in it (permission bits lie for root, ACLs and read-only mounts). Raises
+    FolderNotWritableError naming `what` and the folder. Returns the folder as a Path."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f"{TMP_PREFIX}write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise FolderNotWritableError(
+            f"{what} {folder} is not writable ({err.strerror or err}): fix its permissions "
+            "(e.g. chmod u+w, or run as its owner) or choose another folder"
+        ) from None
+    return folder
+
+
+def remove_stale_temporaries(folder, patterns=(f"{TMP_PREFIX}*",)):
+    """Removes what a killed run of ours left in `folder`: files and folders whose names match
+    `patterns` (default: `atomic_path`'s temp files). Only our own naming is touched; returns
+    the paths removed. Run it before a command starts writing into `folder`."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in sorted(folder.iterdir()):
+        if not any(fnmatch.fnmatchcase(entry.name, p) for p in patterns):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(entry)
+    return removed

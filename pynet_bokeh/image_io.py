@@ -12,6 +12,7 @@ import imageio.v3 as iio
 import numpy as np
 import tensorflow as tf
 
+from pynet_bokeh.errors import BadDataError
 from pynet_bokeh.files import atomic_path
 
 
@@ -125,19 +126,47 @@ def half_size(shape):
     return int(round(shape[0] / 2)), int(round(shape[1] / 2))
 
 
+def check_depth(depth, photo_shape, name="depth map"):
+    """The depth map as H' x W' float32 in [0, 1] with the photo's aspect ratio (any size);
+    BadDataError naming `name` when it has another aspect ratio (it is not this photo's map)."""
+    depth = np.asarray(depth, np.float32)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2:
+        raise BadDataError(f"{name} must be single-channel (H x W), got shape {depth.shape}")
+    h, w = photo_shape[:2]
+    dh, dw = depth.shape
+    # Same aspect ratio up to the rounding of a downscaled side.
+    if abs(dw * h - dh * w) > max(h, w, dh, dw):
+        raise BadDataError(
+            f"{name} is {dw} x {dh} pixels, the photo {w} x {h}: another aspect ratio, so it "
+            "is not this photo's map; regenerate it with depth-tools-generate"
+        )
+    return depth
+
+
+_resize_said = False  # a resized depth map is reported once per process
+
+
 def ebb_input(photo, depth, depth_name="depth map"):
     """The network input: photo downscaled x0.5 (bicubic) with the depth map as 4th channel.
 
-    A depth map that is not half the photo's size is resized to it with a warning.
+    A depth map with the photo's aspect ratio at another size is resized to half the photo's
+    size (said once per process); another aspect ratio raises BadDataError naming it.
     """
+    global _resize_said
+    depth = check_depth(depth, photo.shape, depth_name)
     h, w = half_size(photo.shape)
     small = np.clip(resize_bicubic(photo, (h, w)), 0.0, 1.0)
     if depth.shape[:2] != (h, w):
-        warnings.warn(
-            f"{depth_name}: size {depth.shape[1]}x{depth.shape[0]} is not half the photo's "
-            f"({w}x{h}); resized.",
-            stacklevel=2,
-        )
+        if not _resize_said:
+            warnings.warn(
+                f"{depth_name}: size {depth.shape[1]}x{depth.shape[0]} is not half the photo's "
+                f"({w}x{h}); resized (further depth maps of another size are resized without "
+                "notice).",
+                stacklevel=2,
+            )
+            _resize_said = True
         depth = np.clip(resize_bicubic(depth, (h, w)), 0.0, 1.0)
     return np.concatenate([small, depth[..., None].astype(np.float32)], axis=-1)
 

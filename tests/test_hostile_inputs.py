@@ -3,7 +3,12 @@ unwritable folders, stale temporaries, bad flags). Each asserts the message name
 flag and that no input changed."""
 
 import hashlib
+import os
+import shutil
 import struct
+import subprocess
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -98,3 +103,185 @@ def test_cmyk_jpeg_as_depth_map_is_refused_naming_it(tmp_path):
         pytest.raises(image_io.ImageFileError, match=r"depth\.jpg.*single-channel"),
     ):
         image_io.read_depth(path)
+
+
+# --- item 4: unwritable output folders, for a process that is not root -----------------------
+
+REPO = Path(__file__).resolve().parents[1]
+# Capabilities that let root ignore file permissions (linux/capability.h).
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER = 1, 2, 3
+PR_CAPBSET_DROP = 24
+
+
+def _as_unprivileged():
+    """In the child before exec: as root, drop from the bounding set the capabilities that
+    bypass permission bits; exec then gives a root process that obeys them like any user
+    (setuid to nobody would not do: the interpreter may live under root-only /root)."""
+    if os.geteuid() != 0:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def run_unprivileged(args, home, timeout=300):
+    """Runs `args` (python ARGS...) unable to bypass file permissions (see _as_unprivileged)."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "PYTHONPATH": str(REPO),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=home,
+        preexec_fn=_as_unprivileged,
+    )
+
+
+@pytest.fixture
+def open_dir():
+    """A folder every user can enter (pytest's tmp_path is root-only)."""
+    path = Path(tempfile.mkdtemp(prefix="pynet-hostile-"))
+    path.chmod(0o777)
+    yield path
+    for p in [path, *path.rglob("*")]:
+        if p.is_dir():
+            p.chmod(0o777)
+    shutil.rmtree(path)
+
+
+def _check_unprivileged(folder):
+    """The child really cannot write `folder` (else the test proves nothing); skips only where
+    the capabilities cannot be dropped (a container without CAP_SETPCAP)."""
+    try:
+        probe = run_unprivileged(["-c", f"open({str(folder / 'x')!r}, 'w')"], folder.parent)
+    except subprocess.SubprocessError as err:
+        pytest.skip(f"cannot run a process that obeys file permissions here: {err}")
+    assert probe.returncode != 0 and "PermissionError" in probe.stderr, probe
+
+
+@pytest.mark.parametrize(
+    "unwritable", [pytest.param("model_dir", marks=pytest.mark.slow), "checkpoints"]
+)
+def test_train_level_refuses_unwritable_folder_before_step_1(open_dir, unwritable):
+    data = open_dir / "data"
+    data.mkdir()
+    model_dir = open_dir / "runs"
+    model_dir.mkdir()
+    if unwritable == "model_dir":
+        model_dir.chmod(0o555)
+        bad, what = model_dir / "level_7", "model folder"
+    else:
+        model_dir.chmod(0o777)
+        bad, what = model_dir / "level_7" / "checkpoints", "checkpoint folder"
+        bad.mkdir(parents=True)
+        bad.parent.chmod(0o777)
+        bad.chmod(0o555)
+    _check_unprivileged(model_dir if unwritable == "model_dir" else bad)
+    home = open_dir / "home"
+    home.mkdir(mode=0o777)
+    before = checksums(data, model_dir)
+    proc = run_unprivileged(
+        [str(REPO / "train_level.py"), "--level", "7", "--dataset_dir", str(data)]
+        + ["--model_dir", str(model_dir), "--steps", "2", "--patch_size", "32"],
+        home,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {what} {bad} is not writable (Permission denied)"), last
+    assert "training steps" not in proc.stdout  # stopped before step 1
+    assert checksums(data, model_dir) == before
+
+
+# --- item 5: stale temporaries of our own naming ---------------------------------------------
+
+
+def test_trainer_removes_checkpoint_debris_of_a_killed_save(tmp_path):
+    from pynet_bokeh.training.pynet_task import PyNetLevelTask
+    from pynet_bokeh.training.trainer import TrainConfig, Trainer
+
+    task = PyNetLevelTask(7, tmp_path / "data", tmp_path / "runs", patch_size=32, batch_size=1)
+    work = Path(task.work_dir)
+    ckpts = work / "checkpoints"
+    (ckpts / "ckpt-3_temp").mkdir(parents=True)
+    (ckpts / "ckpt-3_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(bytes(1000))
+    (work / ".tmp-final.weights.h5.abc123.weights.h5").write_bytes(b"")
+    keep = {ckpts / "ckpt-2.index": b"i", ckpts / "checkpoint": b"c", work / "notes.txt": b"n"}
+    for path, data in keep.items():
+        path.write_bytes(data)
+    trainer = Trainer(task, TrainConfig(work_dir=task.work_dir, steps=1, learning_rate=1e-4))
+    trainer.check_outputs()
+    assert not (ckpts / "ckpt-3_temp").exists()
+    assert not (work / ".tmp-final.weights.h5.abc123.weights.h5").exists()
+    assert {p: p.read_bytes() for p in keep} == keep
+
+
+def test_depth_generate_removes_its_temp_files_and_keeps_finished_maps(tmp_path):
+    from depth_tools.generate import generate_depth_maps, plan_jobs
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    image_io.write_image(photos / "a.png", np.full((16, 24, 3), 0.5, np.float32))
+    maps = photos / "depth_maps"
+    maps.mkdir()
+    (maps / ".tmp-a.png.x1y2z3.png").write_bytes(b"")  # SIGKILL during a write
+    (maps / "b.png").write_bytes(b"not ours to touch")
+    before = checksums(photos / "a.png", maps / "b.png")
+    with pytest.warns(UserWarning, match="FALLBACK"):
+        result = generate_depth_maps(plan_jobs(photos), None, progress=False)
+    assert [p.name for p in result.written] == ["a.png"]
+    assert sorted(p.name for p in maps.iterdir()) == ["a.fallback.json", "a.png", "b.png"]
+    assert checksums(photos / "a.png", maps / "b.png") == before
+
+
+# --- item 7: a depth map of the wrong shape ----------------------------------------------------
+
+
+def _photo_and_depth(folder, depth_hw):
+    photo = np.random.default_rng(0).random((64, 96, 3)).astype(np.float32)
+    image_io.write_image(folder / "p.png", photo)
+    image_io.write_image(folder / "p_depth.png", np.full(depth_hw, 0.5, np.float32))
+    return image_io.read_photo(folder / "p.png"), image_io.read_depth(folder / "p_depth.png")
+
+
+def test_depth_map_of_photo_aspect_at_another_size_is_resized_saying_so_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(image_io, "_resize_said", False)
+    photo, depth = _photo_and_depth(tmp_path, (16, 24))  # a quarter, not half: same aspect
+    before = checksums(tmp_path)
+    name = str(tmp_path / "p_depth.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            x = image_io.ebb_input(photo, depth, depth_name=name)
+    assert x.shape == (32, 48, 4)
+    np.testing.assert_allclose(x[..., 3], 128 / 255, atol=1e-6)
+    assert [str(w.message) for w in caught] == [
+        f"{name}: size 24x16 is not half the photo's (48x32); resized (further depth maps of "
+        "another size are resized without notice)."
+    ]
+    assert checksums(tmp_path) == before
+
+
+def test_depth_map_of_another_aspect_is_an_error_naming_it(tmp_path):
+    from pynet_bokeh.errors import BadDataError
+    from pynet_bokeh.renderers import get_renderer
+
+    photo, depth = _photo_and_depth(tmp_path, (32, 32))  # square for a 2:3 photo
+    before = checksums(tmp_path)
+    name = str(tmp_path / "p_depth.png")
+    message = rf"{name} is 32 x 32 pixels, the photo 96 x 64: another aspect ratio"
+    with pytest.raises(BadDataError, match=message):
+        image_io.ebb_input(photo, depth, depth_name=name)
+    with pytest.raises(BadDataError, match="depth map is 32 x 32 pixels, the photo 96 x 64"):
+        get_renderer("classical").render(photo, depth)
+    assert checksums(tmp_path) == before

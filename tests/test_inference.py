@@ -58,7 +58,8 @@ def test_bad_files_are_named(tmp_path):
         image_io.read_depth(tmp_path / "drgb.png")
 
 
-def test_ebb_input_and_depth_resize():
+def test_ebb_input_and_depth_resize(monkeypatch):
+    monkeypatch.setattr(image_io, "_resize_said", False)  # said once per process
     photo = np.random.default_rng(0).random((64, 96, 3)).astype(np.float32)
     depth = np.linspace(0, 1, 32 * 48, dtype=np.float32).reshape(32, 48)
     x = image_io.ebb_input(photo, depth)

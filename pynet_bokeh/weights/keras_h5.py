@@ -9,15 +9,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import h5py
 import numpy as np
 
 from pynet_bokeh.errors import WeightsMismatchError
+from pynet_bokeh.files import TMP_PREFIX, atomic_path, remove_stale_temporaries
 
 LAYER_NAME_ATTR = "pynet_bokeh_layer_name"
-TMP_PREFIX = ".tmp-"
 
 
 def _snake_case(name: str) -> str:
@@ -54,13 +53,8 @@ def save_weights(model, path) -> str:
     if not path.endswith(".weights.h5"):
         raise ValueError(f"weights file name must end in .weights.h5, got {path}")
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    for name in os.listdir(folder):  # left by a run killed while saving
-        if name.startswith(TMP_PREFIX) and name.endswith(".weights.h5"):
-            os.remove(os.path.join(folder, name))
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".weights.h5", dir=folder)
-    os.close(fd)
-    try:
+    remove_stale_temporaries(folder, (f"{TMP_PREFIX}*.weights.h5",))  # a run killed saving
+    with atomic_path(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp, overwrite=True)
         with h5py.File(tmp, "r+") as f:
             for key, layer in _keras_file_keys(model):
@@ -80,10 +74,6 @@ def save_weights(model, path) -> str:
                         "differently; report it"
                     )
                 f[f"layers/{key}"].attrs[LAYER_NAME_ATTR] = layer.name
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
