@@ -285,3 +285,73 @@ def test_depth_map_of_another_aspect_is_an_error_naming_it(tmp_path):
     with pytest.raises(BadDataError, match="depth map is 32 x 32 pixels, the photo 96 x 64"):
         get_renderer("classical").render(photo, depth)
     assert checksums(tmp_path) == before
+
+
+# --- item 9: validation reporting -----------------------------------------------------------
+
+
+def _ebb_split(root, split, stems):
+    rng = np.random.default_rng(len(stems))
+    for stem in stems:
+        photo = rng.random((64, 96, 3)).astype(np.float32)
+        image_io.write_image(root / split / "original" / f"{stem}.jpg", photo)
+        image_io.write_image(root / split / "bokeh" / f"{stem}.jpg", photo)
+        image_io.write_image(root / split / "original_depth" / f"{stem}.png", photo[::2, ::2, 0])
+
+
+@pytest.fixture
+def two_bad_splits(tmp_path):
+    root = tmp_path / "ebb"
+    _ebb_split(root, "train", ["t1", "t2"])
+    _ebb_split(root, "test", ["e1", "e2"])
+    truncated = root / "train" / "original" / "t1.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    (root / "test" / "original_depth" / "e2.png").unlink()
+    return root, truncated, root / "test" / "original_depth" / "e2.png"
+
+
+def test_validation_reports_both_splits_at_once(two_bad_splits):
+    from pynet_bokeh.data.ebb import EbbValidationError, validate_splits
+
+    root, truncated, missing = two_bad_splits
+    before = checksums(root)
+    with pytest.raises(EbbValidationError) as info:
+        validate_splits(root)
+    message = str(info.value)
+    assert f"train: 1 of 2 pairs have problems:\n  {truncated}: cannot decode" in message
+    assert f"test: 1 of 2 pairs have problems:\n  {missing}: missing depth map" in message
+    assert message.endswith("or pass --skip_bad to use the other train 1, test 1 pairs.")
+    assert checksums(root) == before
+
+
+def test_skip_bad_writes_every_problem_to_the_run_folder(two_bad_splits, tmp_path, caplog):
+    import logging
+
+    from pynet_bokeh.training.pynet_task import PyNetLevelTask
+
+    root, truncated, missing = two_bad_splits
+    (root / "train" / "bokeh" / "t2.jpg").write_bytes(b"")  # a second train problem
+    before = checksums(root)
+    task = PyNetLevelTask(7, root, tmp_path / "runs", patch_size=32, batch_size=1, skip_bad=True)
+    with pytest.raises(Exception, match="nothing left to use"), caplog.at_level(logging.WARNING):
+        task.preflight(resuming=False)
+    report = Path(task.work_dir) / "bad_pairs.txt"
+    lines = report.read_text().splitlines()
+    assert [line.split(": ")[0] for line in lines] == [
+        str(truncated),
+        str(root / "train" / "bokeh" / "t2.jpg"),
+        str(missing),
+    ]
+    assert f"all listed in {report}" in caplog.text
+    assert checksums(root) == before
+
+
+def test_nothing_usable_left_does_not_suggest_skip_bad(tmp_path):
+    from pynet_bokeh.data.ebb import EbbValidationError, find_pairs, validate_pairs
+
+    _ebb_split(tmp_path, "train", ["a"])
+    (tmp_path / "train" / "bokeh" / "a.jpg").unlink()
+    with pytest.raises(EbbValidationError) as info:
+        validate_pairs(find_pairs(tmp_path, "train"))
+    assert str(info.value).endswith("a.jpg: missing bokeh target\nFix or remove these files.")
+    assert "--skip_bad" not in str(info.value)

@@ -268,13 +268,15 @@ class BradcnTask:
             if (Path(self.dataset_dir) / "test").is_dir():
                 self._pairs["test"] = find_rgbd_pairs(self.dataset_dir, "test")
         else:
-            from pynet_bokeh.data.ebb import find_pairs, validate_pairs
+            from pynet_bokeh.data.ebb import BAD_PAIRS_FILE, validate_splits
 
-            for split in ("train", "test"):
-                if split == "train" or (Path(self.dataset_dir) / split).is_dir():
-                    self._pairs[split] = validate_pairs(
-                        find_pairs(self.dataset_dir, split), skip_bad=self.skip_bad
-                    )
+            self._pairs.update(
+                validate_splits(
+                    self.dataset_dir,
+                    skip_bad=self.skip_bad,
+                    report=os.path.join(self.work_dir, BAD_PAIRS_FILE),
+                )
+            )
         if resuming:
             return
         if self.init_from is not None and not os.path.exists(self.init_from):
