@@ -153,9 +153,9 @@ def build(argv=None):
         vgg=vgg,
         skip_bad=FLAGS.skip_bad,
     )
-    every = FLAGS.checkpoint_every or (
-        SYNTHETIC_CHECKPOINT_EVERY if FLAGS.synthetic else CHECKPOINT_EVERY
-    )
+    every = FLAGS.checkpoint_every  # 0 is refused by the Trainer, not taken as the default
+    if every is None:
+        every = SYNTHETIC_CHECKPOINT_EVERY if FLAGS.synthetic else CHECKPOINT_EVERY
     config = TrainConfig(
         work_dir=task.work_dir,
         steps=sched.steps,
@@ -192,6 +192,9 @@ def _task_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from pynet_bokeh.console import quiet_tensorflow
+
+    quiet_tensorflow(FLAGS.verbosity)
     # TF logs a line per checkpoint save ("Sharding callback duration"); keep progress readable.
     logging.getLogger("absl").addFilter(
         lambda record: "Sharding callback" not in record.getMessage()
@@ -227,7 +230,9 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    from pynet_bokeh.console import one_line_usage_errors
+
+    app.run(one_line_usage_errors(main, "train_level.py"))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ import dataclasses
 import importlib
 import json
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -352,6 +353,14 @@ def _warn_fallback():
     warnings.warn(message, FallbackDepthWarning, stacklevel=3)
 
 
+class GenerationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `generate_depth_maps`; `result` holds what was finished (kept on disk)."""
+
+    def __init__(self, result):
+        super().__init__("interrupted")
+        self.result = result
+
+
 @dataclasses.dataclass
 class GenerateResult:
     written: list
@@ -458,25 +467,28 @@ def generate_depth_maps(
             bar.update(done)
         batch.clear()
 
-    batch, batch_hw = [], None
-    for photo, out in todo:
-        try:
-            rgb = image_io.read_photo(photo)
-        except (OSError, ValueError) as err:
-            result.failed.append((photo, str(err)))
-            logging.error("%s: %s", photo, err)
-            done += 1
-            continue
-        if source is None:
-            hw, small = None, None
-        else:
-            hw = working_size(rgb.shape[0], rgb.shape[1], working_long_side, source.multiple)
-            small = np.clip(_resize_bilinear(rgb, hw), 0.0, 1.0)
-        if batch and (hw != batch_hw or len(batch) >= batch_size):
-            flush(batch)
-        batch_hw = hw
-        batch.append((photo, out, rgb.shape, small))
-    flush(batch)
+    try:
+        batch, batch_hw = [], None
+        for photo, out in todo:
+            try:
+                rgb = image_io.read_photo(photo)
+            except (OSError, ValueError) as err:
+                result.failed.append((photo, str(err)))
+                logging.error("%s: %s", photo, err)
+                done += 1
+                continue
+            if source is None:
+                hw, small = None, None
+            else:
+                hw = working_size(rgb.shape[0], rgb.shape[1], working_long_side, source.multiple)
+                small = np.clip(_resize_bilinear(rgb, hw), 0.0, 1.0)
+            if batch and (hw != batch_hw or len(batch) >= batch_size):
+                flush(batch)
+            batch_hw = hw
+            batch.append((photo, out, rgb.shape, small))
+        flush(batch)
+    except KeyboardInterrupt:
+        raise GenerationInterrupted(result) from None
     elapsed = time.perf_counter() - start
     n = len(result.written)
     logging.info(
@@ -532,11 +544,27 @@ def define_flags(fv=flags.FLAGS):
     )
 
 
+PROG = "depth-tools-generate"
+FLAG_NAMES = (
+    "input",
+    "output",
+    "model",
+    "weights",
+    "working_size",
+    "batch_size",
+    "overwrite",
+    "fallback",
+)
+
+
 def main(argv, fv=flags.FLAGS):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; use --input")
     if not fv.input:
         raise app.UsageError("--input is required: a photo folder or an EBB! data set root")
+    from pynet_bokeh.console import absl_verbosity, quiet_tensorflow
+
+    quiet_tensorflow(absl_verbosity())
     try:
         jobs = plan_jobs(fv.input, fv.output)
         prepare_output_folders(jobs)  # before the (slow) model load
@@ -550,7 +578,17 @@ def main(argv, fv=flags.FLAGS):
             jobs, source, fv.working_size, fv.batch_size, overwrite=fv.overwrite
         )
     except (OSError, ValueError, KeyError) as err:
-        raise SystemExit(f"depth-tools-generate: error: {err}") from err
+        raise SystemExit(f"{PROG}: error: {err}") from err
+    except GenerationInterrupted as stop:
+        done = stop.result
+        print(
+            f"\n{PROG}: interrupted: {len(done.written)} map(s) written by this run and "
+            f"{len(done.skipped)} from earlier runs are complete and kept (no half-written "
+            "file is left); run the same command again to do the rest.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130
     print(
         f"{len(result.written)} depth map(s) written, {len(result.skipped)} skipped, "
         f"{len(result.failed)} failed"
@@ -561,8 +599,14 @@ def main(argv, fv=flags.FLAGS):
 
 
 def run():
+    from pynet_bokeh.console import one_line_usage_errors
+
     define_flags()
-    app.run(main)
+    # absl's --help lists the flags of the module named by argv[0] (the console script):
+    # declare ours there, or --help shows none.
+    for name in FLAG_NAMES:
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+    app.run(one_line_usage_errors(main, PROG))
 
 
 if __name__ == "__main__":

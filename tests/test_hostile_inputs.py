@@ -355,3 +355,147 @@ def test_nothing_usable_left_does_not_suggest_skip_bad(tmp_path):
         validate_pairs(find_pairs(tmp_path, "train"))
     assert str(info.value).endswith("a.jpg: missing bokeh target\nFix or remove these files.")
     assert "--skip_bad" not in str(info.value)
+
+
+# --- item 10: flags, usage errors, file modes, TensorFlow's C++ log lines ---------------------
+
+
+def _train_level(args, home, verbose=False):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, str(REPO / "train_level.py"), *args] + (["-v", "1"] if verbose else []),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=home,
+    )
+
+
+def test_usage_error_is_one_line_without_tensorflow_log_lines(tmp_path):
+    proc = _train_level(
+        ["--level", "7", "--dataset_dir", str(tmp_path), "--learning_rate", "nan"], tmp_path
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "train_level.py: error: --learning_rate must be a positive number, got nan "
+        "(flags: train_level.py --help)"
+    ]
+
+
+@pytest.mark.slow
+def test_tensorflow_log_lines_are_shown_when_asked_for(tmp_path):
+    proc = _train_level(
+        ["--level", "7", "--dataset_dir", str(tmp_path), "--learning_rate", "nan"],
+        tmp_path,
+        verbose=True,
+    )
+    assert proc.returncode == 2
+    assert any(line[:5] in ("I0000", "E0000", "W0000") for line in proc.stderr.splitlines())
+
+
+@pytest.fixture
+def train_flags():
+    from absl import flags
+
+    import train_level
+
+    def parse(*args):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["train_level.py", *args])
+        return train_level
+
+    yield parse
+    flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize(
+    "flag, value, line",
+    [
+        ("--checkpoint_every", "0", "error: --checkpoint_every must be positive, got 0"),
+        ("--keep_checkpoints", "0", "error: --keep_checkpoints must be positive, got 0"),
+        (
+            "--steps",
+            "-3",
+            "train_level.py: error: --steps must be positive, got -3 (flags: train_level.py --help)",
+        ),
+    ],
+)
+def test_train_level_refuses_non_positive_values_naming_the_flag(
+    train_flags, tmp_path, capsys, monkeypatch, flag, value, line
+):
+    from pynet_bokeh.console import one_line_usage_errors
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")  # TF is imported already
+    runs = tmp_path / "runs"
+    train_level = train_flags(
+        "--level", "7", "--dataset_dir", str(tmp_path), "--model_dir", str(runs), flag, value
+    )
+    code = one_line_usage_errors(train_level.main, "train_level.py")(["train_level.py"])
+    assert code == (2 if flag == "--steps" else 1)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == line
+    assert not runs.exists()  # refused before anything was written
+
+
+def test_final_weights_file_has_an_ordinary_mode(tmp_path):
+    import keras
+
+    from pynet_bokeh.weights.keras_h5 import save_weights
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="d")(inputs))
+    path = save_weights(model, tmp_path / "final.weights.h5")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert Path(path).stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.weights.h5"]
+
+
+def test_depth_generate_help_lists_its_flags(tmp_path):
+    code = "import sys; sys.argv[0] = 'depth-tools-generate'; from depth_tools.generate import run; run()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        cwd=tmp_path,
+    )
+    for flag in ("--input", "--output", "--weights", "--working_size", "--[no]fallback"):
+        assert f"  {flag}:" in proc.stdout, flag
+
+
+def test_depth_generate_ctrl_c_says_what_is_finished(tmp_path, capsys):
+    """Ctrl-C arrives while the second batch runs: the first map is complete and kept."""
+    from absl import flags
+
+    from depth_tools import generate
+
+    calls = []
+
+    def predict(rgb):
+        calls.append(len(rgb))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return np.ones(rgb.shape[:3], np.float32)
+
+    generate.register_depth_source("interrupted-in-test")(
+        lambda weights: generate.DepthSource("interrupted-in-test", predict, "inverse_depth", 16)
+    )
+    photos = tmp_path / "photos"
+    for stem in ("a", "b", "c"):
+        image_io.write_image(photos / f"{stem}.png", np.full((32, 32, 3), 0.5, np.float32))
+    before = checksums(photos)
+    fv = flags.FlagValues()
+    generate.define_flags(fv)
+    fv(["x", "--input", str(photos), "--model", "interrupted-in-test", "--batch_size", "1"])
+    try:
+        assert generate.main(["x"], fv) == 130
+    finally:
+        del generate.DEPTH_SOURCES["interrupted-in-test"]
+    err = capsys.readouterr().err
+    assert "interrupted: 1 map(s) written by this run" in err and "run the same command" in err
+    maps = photos / "depth_maps"
+    assert sorted(p.name for p in maps.iterdir()) == ["a.png"]  # no .tmp-* left
+    assert image_io.read_depth(maps / "a.png").shape == (16, 16)
+    assert {k: v for k, v in checksums(photos).items() if "depth_maps" not in k} == before

@@ -437,7 +437,9 @@ def task_from_flags(flags):
         allow_untrained_depth=synthetic, skip_bad=flags.skip_bad,
     )  # fmt: skip
     steps = flags.steps or (200 if synthetic else paper_steps[stage])
-    every = flags.checkpoint_every or (50 if synthetic else 1000)
+    every = flags.checkpoint_every  # 0 is refused by the Trainer, not taken as the default
+    if every is None:
+        every = 50 if synthetic else 1000
     train_config = TrainConfig(
         work_dir=task.work_dir,
         steps=steps,

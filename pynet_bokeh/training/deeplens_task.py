@@ -429,7 +429,11 @@ def task_from_flags(FLAGS):  # noqa: N803 (absl's name)
         work_dir=task.work_dir,
         steps=FLAGS.steps or steps,
         learning_rate=FLAGS.learning_rate or sched["learning_rate"],
-        checkpoint_every=FLAGS.checkpoint_every or (50 if FLAGS.synthetic else 1000),
+        checkpoint_every=(  # 0 is refused by the Trainer, not taken as the default
+            FLAGS.checkpoint_every
+            if FLAGS.checkpoint_every is not None
+            else (50 if FLAGS.synthetic else 1000)
+        ),
         eval_every=FLAGS.eval_every or sched["eval_every"],
         keep_checkpoints=FLAGS.keep_checkpoints,
         eval_batches=FLAGS.eval_batches,

@@ -1,0 +1,87 @@
+"""What every command prints besides its own output: no TensorFlow C++ log lines unless asked
+for, and a usage error as one line saying where the help is (absl prints the whole help).
+
+This module imports nothing of the project (bottom layer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+# TensorFlow's C++ (absl) log lines, "E0000 00:00:1796056307.327241   16637 file.cc:52] ..."
+# (before absl's init the seconds count from the epoch), and the banner absl prints then.
+_CPP_LOG_LINE = re.compile(
+    r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^\]]+\] |WARNING: All log messages before "
+    r"absl::InitializeLog\(\) is called)"
+)
+LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+
+
+@contextlib.contextmanager
+def _without_cpp_log_lines():
+    """Drops C++ log lines written to file descriptor 2 inside the block (TensorFlow's CUDA
+    stub logs before TF_CPP_MIN_LOG_LEVEL is read); everything else is passed on."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line
+                for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                if not _CPP_LOG_LINE.match(line)
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+def absl_verbosity():
+    """absl's --verbosity when flags are parsed, else None."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS.verbosity
+    except (AttributeError, flags.UnparsedFlagAccessError):
+        return None
+
+
+def quiet_tensorflow(verbosity=None):
+    """Keeps TensorFlow's C++ log lines (`E0000 ... remapper failed`, CUDA probing) out of a
+    command's output: sets TF_CPP_MIN_LOG_LEVEL=3 and imports TensorFlow with those lines
+    dropped. Shown when asked for: --verbosity 1 or more (absl's flag, `verbosity`), or
+    TF_CPP_MIN_LOG_LEVEL set in the environment (0 shows all). Call it in a command's main
+    before TensorFlow is imported; returns whether it quietened."""
+    if LOG_LEVEL_VARIABLE in os.environ or (verbosity is not None and verbosity >= 1):
+        return False
+    os.environ[LOG_LEVEL_VARIABLE] = "3"
+    if "tensorflow" not in sys.modules:
+        with _without_cpp_log_lines():
+            import tensorflow  # noqa: F401
+    return True
+
+
+def one_line_usage_errors(main, prog):
+    """`main` for absl's app.run, printing an app.UsageError as one line
+    `PROG: error: MESSAGE (flags: PROG --help)` and exiting 2, instead of the whole help."""
+    from absl import app
+
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except app.UsageError as err:
+            print(f"{prog}: error: {err} (flags: {prog} --help)", file=sys.stderr, flush=True)
+            return 2
+
+    wrapped.__doc__ = main.__doc__
+    return wrapped
