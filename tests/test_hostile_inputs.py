@@ -4,6 +4,7 @@ flag and that no input changed."""
 
 import hashlib
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -499,3 +500,60 @@ def test_depth_generate_ctrl_c_says_what_is_finished(tmp_path, capsys):
     assert sorted(p.name for p in maps.iterdir()) == ["a.png"]  # no .tmp-* left
     assert image_io.read_depth(maps / "a.png").shape == (16, 16)
     assert {k: v for k, v in checksums(photos).items() if "depth_maps" not in k} == before
+
+
+# --- item 8: a weights file of another network, summarised in one line -------------------------
+
+
+def _small_network(name):
+    import keras
+
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="enc_conv")(inputs)
+    return keras.Model(inputs, keras.layers.Conv2D(3, 1, name="head")(x), name=name)
+
+
+def test_weights_of_another_network_are_named_in_one_line(tmp_path):
+    from pynet_bokeh.errors import WeightsMismatchError
+    from pynet_bokeh.renderers.pynet import load_pynet
+    from pynet_bokeh.weights.keras_h5 import save_weights
+
+    other = _small_network("bradcn_adcn")
+    tagged = save_weights(other, tmp_path / "adcn.weights.h5")  # the trainer's own format
+    other.save_weights(tmp_path / "plain.weights.h5")  # Keras' format, no names recorded
+    other.save(tmp_path / "adcn.keras")
+    before = checksums(tmp_path)
+    expected = {
+        "adcn.weights.h5": r"adcn\.weights\.h5 holds network 'bradcn_adcn' \(2 layers\), not "
+        r"the weights of network 'pynet' \(\d+ of its \d+ layers missing\)$",
+        "plain.weights.h5": r"plain\.weights\.h5 holds a network of 2 layers named like "
+        r"'conv2d', 'conv2d_1', not the weights of PyNET \('pynet'\): ",
+        "adcn.keras": r"adcn\.keras holds network 'bradcn_adcn' \(2 layers\), not PyNET",
+    }
+    for name, pattern in expected.items():
+        with pytest.raises(WeightsMismatchError) as info:
+            load_pynet(tmp_path / name)
+        message = str(info.value)
+        assert "\n" not in message and len(message) < 400, message
+        assert re.search(pattern, message), message
+    assert tagged.endswith("adcn.weights.h5") and checksums(tmp_path) == before
+
+
+def test_init_from_a_truncated_weights_file_is_one_line(train_flags, tmp_path, capsys, monkeypatch):
+    from pynet_bokeh.weights.keras_h5 import save_weights
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")  # TF is imported already
+    whole = save_weights(_small_network("pynet"), tmp_path / "whole.weights.h5")
+    truncated = tmp_path / "truncated.weights.h5"
+    truncated.write_bytes(Path(whole).read_bytes()[:3000])
+    _ebb_split(tmp_path / "ebb", "train", ["a"])
+    before = checksums(truncated, tmp_path / "ebb")
+    train_level = train_flags(
+        "--level", "7", "--dataset_dir", str(tmp_path / "ebb"), "--model_dir",
+        str(tmp_path / "runs"), "--init_from", str(truncated), "--patch_size", "32",
+        "--batch_size", "1", "--steps", "1", "--eval_batches", "0",
+    )  # fmt: skip
+    assert train_level.main(["train_level.py"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {truncated} is not a readable HDF5 weights file")
+    assert checksums(truncated, tmp_path / "ebb") == before
