@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fnmatch
 import os
@@ -9,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pynet_bokeh.errors import FolderNotWritableError
+from pynet_bokeh.errors import FolderNotWritableError, UsageError
 
 TMP_PREFIX = ".tmp-"
 
@@ -90,3 +91,33 @@ def remove_stale_temporaries(folder, patterns=(f"{TMP_PREFIX}*",)):
             continue
         removed.append(entry)
     return removed
+
+
+def plan_outputs(inputs, output_dir, suffix, protected=(), flag="--output_dir"):
+    """[(input file, output path)] for writing one output per input into `output_dir`.
+
+    An output is `<stem><suffix>`; inputs that share a stem (a.jpg, a.png) get
+    `<name><suffix>` (a.jpg.png, a.png.png), so none is skipped or overwritten. Refuses, with
+    a UsageError naming `flag`, an output folder that holds an input or is one of the
+    `protected` folders or holds one of the `protected` files (depth maps, targets), and two
+    inputs whose outputs would still be one file.
+    """
+    inputs = [Path(p) for p in inputs]
+    output_dir = Path(output_dir)
+    target = output_dir.resolve()
+    for item in [*inputs, *map(Path, protected)]:
+        folder = item.resolve() if item.is_dir() else item.resolve().parent
+        if folder == target:
+            raise UsageError(
+                f"{flag} {output_dir} is an input folder (it holds {item}): outputs there could "
+                "replace inputs; choose another folder"
+            )
+    stems = collections.Counter(p.stem for p in inputs)
+    planned, taken = [], {}
+    for p in inputs:
+        out = output_dir / f"{p.stem if stems[p.stem] == 1 else p.name}{suffix}"
+        if out in taken:
+            raise UsageError(f"{taken[out]} and {p} would both be written to {out}: rename one")
+        taken[out] = p
+        planned.append((p, out))
+    return planned

@@ -557,3 +557,34 @@ def test_init_from_a_truncated_weights_file_is_one_line(train_flags, tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"error: {truncated} is not a readable HDF5 weights file")
     assert checksums(truncated, tmp_path / "ebb") == before
+
+
+# --- items 1 and 6: outputs planned apart from every input -------------------------------------
+
+
+def test_same_stem_photos_get_distinct_outputs_and_input_folders_are_refused(tmp_path):
+    from pynet_bokeh.errors import UsageError
+    from pynet_bokeh.files import plan_outputs
+
+    photos, depth, out = tmp_path / "photos", tmp_path / "depth", tmp_path / "out"
+    for path in (photos / "a.jpg", photos / "a.png", photos / "b.jpg", depth / "a.png"):
+        image_io.write_image(path, np.full((8, 8, 3), 0.5, np.float32))
+    inputs = [photos / "a.jpg", photos / "a.png", photos / "b.jpg"]
+    before = checksums(tmp_path)
+    assert plan_outputs(inputs, out, ".png", protected=[depth]) == [
+        (photos / "a.jpg", out / "a.jpg.png"),
+        (photos / "a.png", out / "a.png.png"),
+        (photos / "b.jpg", out / "b.png"),
+    ]
+    for folder, held in ((depth, depth), (photos, photos / "a.jpg")):
+        message = rf"--output_dir {folder} is an input folder \(it holds {held}\)"
+        with pytest.raises(UsageError, match=message):
+            plan_outputs(inputs, folder, ".png", protected=[depth])
+    with pytest.raises(UsageError, match=rf"--output_dir {depth} is an input folder"):
+        plan_outputs(inputs, depth, ".png", protected=[depth / "a.png"])  # a protected file
+    clash = [photos / "a.jpg", photos / "a.jpg.png"]  # a.jpg.png's own output is a.jpg.png
+    (photos / "a.jpg.png").write_bytes(b"")
+    with pytest.raises(UsageError, match=r"a\.jpg and .*a\.jpg\.png would both be written"):
+        plan_outputs(clash + [photos / "a.png"], out, ".png")
+    (photos / "a.jpg.png").unlink()
+    assert checksums(tmp_path) == before and not out.exists()
