@@ -562,9 +562,6 @@ def main(argv, fv=flags.FLAGS):
         raise app.UsageError(f"unexpected arguments {argv[1:]}; use --input")
     if not fv.input:
         raise app.UsageError("--input is required: a photo folder or an EBB! data set root")
-    from pynet_bokeh.console import absl_verbosity, quiet_tensorflow
-
-    quiet_tensorflow(absl_verbosity())
     try:
         jobs = plan_jobs(fv.input, fv.output)
         prepare_output_folders(jobs)  # before the (slow) model load
@@ -599,14 +596,14 @@ def main(argv, fv=flags.FLAGS):
 
 
 def run():
-    from pynet_bokeh.console import one_line_usage_errors
+    from pynet_bokeh.cli.errors import absl_main
 
     define_flags()
     # absl's --help lists the flags of the module named by argv[0] (the console script):
     # declare ours there, or --help shows none.
     for name in FLAG_NAMES:
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
-    app.run(one_line_usage_errors(main, PROG))
+    app.run(lambda argv: absl_main(main, argv))
 
 
 if __name__ == "__main__":

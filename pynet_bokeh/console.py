@@ -1,5 +1,5 @@
 """What every command prints besides its own output: no TensorFlow C++ log lines unless asked
-for, and a usage error as one line saying where the help is (absl prints the whole help).
+for.
 
 This module imports nothing of the project (bottom layer).
 """
@@ -69,19 +69,3 @@ def quiet_tensorflow(verbosity=None):
         with _without_cpp_log_lines():
             import tensorflow  # noqa: F401
     return True
-
-
-def one_line_usage_errors(main, prog):
-    """`main` for absl's app.run, printing an app.UsageError as one line
-    `PROG: error: MESSAGE (flags: PROG --help)` and exiting 2, instead of the whole help."""
-    from absl import app
-
-    def wrapped(argv):
-        try:
-            return main(argv)
-        except app.UsageError as err:
-            print(f"{prog}: error: {err} (flags: {prog} --help)", file=sys.stderr, flush=True)
-            return 2
-
-    wrapped.__doc__ = main.__doc__
-    return wrapped

@@ -16,7 +16,7 @@ from pynet_bokeh.errors import BadDataError
 from pynet_bokeh.files import atomic_path
 
 
-class ImageFileError(ValueError):
+class ImageFileError(BadDataError):
     """An image file is missing, unreadable, truncated or in the wrong format."""
 
 
