@@ -54,19 +54,25 @@ def write_text_atomic(path, text):
 
 
 def check_writable(folder, what="output folder"):
-    """Makes `folder` (and its parents) if missing and proves it writable by creating and
-    removing a file in it (permission bits lie for root, ACLs and read-only mounts). Raises
-    FolderNotWritableError naming `what` and the folder. Returns the folder as a Path."""
+    """Proves `folder` writable (or, when missing, that the nearest existing folder above it
+    is, so it can be made) by creating and removing a file there: permission bits lie for
+    root, ACLs and read-only mounts. Makes nothing. Raises FolderNotWritableError naming `what`
+    and the folder. Returns the folder as a Path."""
     folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=f"{TMP_PREFIX}write-check.", dir=folder)
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        fd, probe = tempfile.mkstemp(prefix=f"{TMP_PREFIX}write-check.", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
+        where = "" if existing == folder else f"cannot be made: {existing} "
         raise FolderNotWritableError(
-            f"{what} {folder} is not writable ({err.strerror or err}): fix its permissions "
-            "(e.g. chmod u+w, or run as its owner) or choose another folder"
+            f"{what} {folder} {where}is not writable ({err.strerror or err}): fix its "
+            "permissions (e.g. chmod u+w, or run as its owner) or choose another folder"
         ) from None
     return folder
 

@@ -148,26 +148,31 @@ def check_depth(depth, photo_shape, name="depth map"):
 _resize_said = False  # a resized depth map is reported once per process
 
 
-def ebb_input(photo, depth, depth_name="depth map"):
-    """The network input: photo downscaled x0.5 (bicubic) with the depth map as 4th channel.
-
-    A depth map with the photo's aspect ratio at another size is resized to half the photo's
-    size (said once per process); another aspect ratio raises BadDataError naming it.
-    """
+def fit_depth(depth, photo_shape, name="depth map"):
+    """The depth map at half the photo's size (EBB! convention): one with the photo's aspect
+    ratio at another size is resized (said once per process, naming it); another aspect ratio
+    raises BadDataError naming it (`check_depth`)."""
     global _resize_said
-    depth = check_depth(depth, photo.shape, depth_name)
-    h, w = half_size(photo.shape)
-    small = np.clip(resize_bicubic(photo, (h, w)), 0.0, 1.0)
+    depth = check_depth(depth, photo_shape, name)
+    h, w = half_size(photo_shape)
     if depth.shape[:2] != (h, w):
         if not _resize_said:
             warnings.warn(
-                f"{depth_name}: size {depth.shape[1]}x{depth.shape[0]} is not half the photo's "
+                f"{name}: size {depth.shape[1]}x{depth.shape[0]} is not half the photo's "
                 f"({w}x{h}); resized (further depth maps of another size are resized without "
                 "notice).",
-                stacklevel=2,
+                stacklevel=3,
             )
             _resize_said = True
         depth = np.clip(resize_bicubic(depth, (h, w)), 0.0, 1.0)
+    return depth
+
+
+def ebb_input(photo, depth, depth_name="depth map"):
+    """The network input: photo downscaled x0.5 (bicubic) with the depth map as 4th channel
+    (`fit_depth`: resized to half the photo's size when its aspect ratio is the photo's)."""
+    depth = fit_depth(depth, photo.shape, depth_name)
+    small = np.clip(resize_bicubic(photo, half_size(photo.shape)), 0.0, 1.0)
     return np.concatenate([small, depth[..., None].astype(np.float32)], axis=-1)
 
 

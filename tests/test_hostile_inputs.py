@@ -181,9 +181,11 @@ def test_train_level_refuses_unwritable_folder_before_step_1(open_dir, unwritabl
     if unwritable == "model_dir":
         model_dir.chmod(0o555)
         bad, what = model_dir / "level_7", "model folder"
+        blocked = f"{bad} cannot be made: {model_dir}"
     else:
         model_dir.chmod(0o777)
         bad, what = model_dir / "level_7" / "checkpoints", "checkpoint folder"
+        blocked = str(bad)
         bad.mkdir(parents=True)
         bad.parent.chmod(0o777)
         bad.chmod(0o555)
@@ -199,7 +201,7 @@ def test_train_level_refuses_unwritable_folder_before_step_1(open_dir, unwritabl
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: {what} {bad} is not writable (Permission denied)"), last
+    assert last.startswith(f"error: {what} {blocked} is not writable (Permission denied)"), last
     assert "training steps" not in proc.stdout  # stopped before step 1
     assert checksums(data, model_dir) == before
 
@@ -588,3 +590,46 @@ def test_same_stem_photos_get_distinct_outputs_and_input_folders_are_refused(tmp
         plan_outputs(clash + [photos / "a.png"], out, ".png")
     (photos / "a.jpg.png").unlink()
     assert checksums(tmp_path) == before and not out.exists()
+
+
+def _render_set(root):
+    """original/{a.jpg, a.png, b.png} and original_depth/{a.png, b.png} (EBB! layout)."""
+    rng = np.random.default_rng(1)
+    for name in ("a.jpg", "a.png", "b.png"):
+        image_io.write_image(root / "original" / name, rng.random((32, 48, 3)))
+    for stem in ("a", "b"):
+        image_io.write_image(root / "original_depth" / f"{stem}.png", rng.random((16, 24)))
+    return root
+
+
+@pytest.mark.parametrize("target", ["original_depth", "original"])
+def test_render_refuses_an_input_folder_as_output(tmp_path, capsys, target):
+    from pynet_bokeh.cli import main
+
+    root = _render_set(tmp_path / "set")
+    before = checksums(root)
+    argv = ["render", str(root / "original"), "--method", "classical", "--blur", "4"]
+    assert main([*argv, "--output_dir", str(root / target), "--overwrite"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"error: --output_dir {root / target} is an input folder (it holds ")
+    assert checksums(root) == before
+
+
+def test_render_writes_same_stem_photos_apart(tmp_path, capsys):
+    from pynet_bokeh.cli import main
+
+    root = _render_set(tmp_path / "set")
+    before = checksums(root)
+    out = tmp_path / "out"
+    (out / ".tmp-a.png.killed.png").parent.mkdir()
+    (out / ".tmp-a.png.killed.png").write_bytes(b"")  # left by a killed run
+    argv = ["render", str(root / "original"), "--method", "classical", "--blur", "0"]
+    assert main([*argv, "--output_dir", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg.png", "a.png.png", "b.png"]
+    for name in ("a.jpg", "a.png"):  # blur 0: each output is its own photo
+        np.testing.assert_allclose(
+            image_io.read_photo(out / f"{name}.png"),
+            image_io.read_photo(root / "original" / name),
+            atol=1 / 255,
+        )
+    assert checksums(root) == before
