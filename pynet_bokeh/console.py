@@ -46,6 +46,22 @@ def _without_cpp_log_lines():
                 sys.stderr.flush()
 
 
+def argv_verbosity(argv=None):
+    """absl's --verbosity / -v from the command line before flags are parsed (entry points
+    must quieten TensorFlow before importing it), else None."""
+    argv = sys.argv[1:] if argv is None else argv
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name in ("--verbosity", "-v", "--v"):
+            if not eq:
+                value = argv[i + 1] if i + 1 < len(argv) else ""
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
 def absl_verbosity():
     """absl's --verbosity when flags are parsed, else None."""
     from absl import flags

@@ -379,10 +379,9 @@ def test_usage_error_is_one_line_without_tensorflow_log_lines(tmp_path):
     proc = _train_level(
         ["--level", "7", "--dataset_dir", str(tmp_path), "--learning_rate", "nan"], tmp_path
     )
-    assert proc.returncode == 2
-    assert proc.stderr.splitlines() == [
-        "train_level.py: error: --learning_rate must be a positive number, got nan "
-        "(flags: train_level.py --help)"
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "error: --learning_rate must be a positive number, got nan"
     ]
 
 
@@ -393,7 +392,7 @@ def test_tensorflow_log_lines_are_shown_when_asked_for(tmp_path):
         tmp_path,
         verbose=True,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert any(line[:5] in ("I0000", "E0000", "W0000") for line in proc.stderr.splitlines())
 
 
@@ -413,30 +412,21 @@ def train_flags():
 
 
 @pytest.mark.parametrize(
-    "flag, value, line",
-    [
-        ("--checkpoint_every", "0", "error: --checkpoint_every must be positive, got 0"),
-        ("--keep_checkpoints", "0", "error: --keep_checkpoints must be positive, got 0"),
-        (
-            "--steps",
-            "-3",
-            "train_level.py: error: --steps must be positive, got -3 (flags: train_level.py --help)",
-        ),
-    ],
+    "flag, value", [("--checkpoint_every", "0"), ("--keep_checkpoints", "0"), ("--steps", "-3")]
 )
 def test_train_level_refuses_non_positive_values_naming_the_flag(
-    train_flags, tmp_path, capsys, monkeypatch, flag, value, line
+    train_flags, tmp_path, capsys, monkeypatch, flag, value
 ):
-    from pynet_bokeh.console import one_line_usage_errors
+    from pynet_bokeh.cli.errors import absl_main
 
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")  # TF is imported already
     runs = tmp_path / "runs"
     train_level = train_flags(
         "--level", "7", "--dataset_dir", str(tmp_path), "--model_dir", str(runs), flag, value
     )
-    code = one_line_usage_errors(train_level.main, "train_level.py")(["train_level.py"])
-    assert code == (2 if flag == "--steps" else 1)
-    assert capsys.readouterr().err.strip().splitlines()[-1] == line
+    assert absl_main(train_level.main, ["train_level.py"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"error: {flag} must be positive, got {value}"
     assert not runs.exists()  # refused before anything was written
 
 
@@ -633,3 +623,48 @@ def test_render_writes_same_stem_photos_apart(tmp_path, capsys):
             atol=1 / 255,
         )
     assert checksums(root) == before
+
+
+def _lambda_keras(path):
+    import keras
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs), name="lam")
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export_tflite"])
+def test_scripts_report_bad_inputs_in_one_line(tmp_path, capsys, command):
+    """A Lambda .keras (refused by Keras' safe mode) and a split without bokeh/ targets."""
+    import importlib
+
+    from absl import flags
+
+    from pynet_bokeh.cli.errors import absl_main
+
+    module = importlib.import_module(command)
+    lam = _lambda_keras(tmp_path / "lam.keras")
+    _ebb_split(tmp_path / "ebb", "test", ["a"])
+    shutil.rmtree(tmp_path / "ebb" / "test" / "bokeh")
+    out = ["--out_dir", str(tmp_path / "o")] if command == "evaluate" else []
+    out = out or ["--output", str(tmp_path / "o.tflite")]
+    cases = [(["--weights", str(lam)], rf"error: --weights {lam}: cannot load this \.keras")]
+    if command == "evaluate":
+        cases.append(
+            (
+                ["--method", "classical", "--dataset_dir", str(tmp_path / "ebb")],
+                r"error: .*ebb/test: 1 sample\(s\) lack a photo, depth map or bokeh target",
+            )
+        )
+    before = checksums(tmp_path)
+    for args, pattern in cases:
+        if command == "evaluate" and "--dataset_dir" not in args:
+            args = [*args, "--photos_dir", str(tmp_path / "ebb" / "test" / "original")]
+        fv = flags.FlagValues()
+        module.define_flags(fv)
+        fv([command, *args, *out])
+        assert absl_main(lambda argv, fv=fv: module.main(argv, fv), [command]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.match(pattern, err[0]), err
+    assert checksums(tmp_path) == before

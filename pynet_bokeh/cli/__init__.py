@@ -9,6 +9,12 @@ import argparse
 import logging
 import sys
 
+from pynet_bokeh.console import argv_verbosity, quiet_tensorflow
+
+# Every command imports this package first: TensorFlow's C++ log lines stay out unless asked
+# for (--verbosity 1, TF_CPP_MIN_LOG_LEVEL), before anything imports TensorFlow.
+quiet_tensorflow(argv_verbosity())
+
 
 def _convert(args):
     from pynet_bokeh.renderers.pynet import convert_tf1_checkpoint
@@ -37,11 +43,9 @@ def build_parser():
 
 def main(argv=None):
     from pynet_bokeh.cli.errors import REPORTED, report
-    from pynet_bokeh.console import quiet_tensorflow
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = build_parser().parse_args(argv)
-    quiet_tensorflow()  # TF's C++ log lines only when TF_CPP_MIN_LOG_LEVEL asks for them
     try:
         return args.func(args)
     except REPORTED as err:
