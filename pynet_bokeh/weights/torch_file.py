@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import io
-import os
 import pickle
 import pickletools
 import struct
@@ -259,22 +258,65 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._storages[view_key]
 
 
-def _load_pickle(f, path, storages=None):
-    """Counts the pickle's operations (refusing more than MAX_PICKLE_OPS before building any
-    object), then unpickles it with the allow-list."""
-    start = f.tell()
+def _opcode_table():
+    """opcode byte -> argument length (>= 0) or how it is found (< 0, pickletools' codes;
+    -6: two lines, GLOBAL / INST)."""
+    table = {}
+    for op in pickletools.opcodes:
+        n = op.arg.n if op.arg is not None else 0
+        if op.arg is not None and op.arg.name == "stringnl_noescape_pair":
+            n = -6
+        table[op.code.encode("latin-1")[0]] = n
+    return table
+
+
+_OPCODE_ARGS = _opcode_table()
+_STOP = pickle.STOP[0]
+
+
+def _count_ops(raw, start, path):
+    """Walks the pickle at raw[start:] opcode by opcode without building anything; refuses
+    more than MAX_PICKLE_OPS operations, an unknown opcode or a truncated pickle."""
+    i, end = start, len(raw)
+    for _ in range(MAX_PICKLE_OPS):
+        if i >= end:
+            raise pickle.UnpicklingError("truncated pickle")
+        code = raw[i]
+        n = _OPCODE_ARGS.get(code)
+        i += 1
+        if n is None:
+            raise pickle.UnpicklingError(f"unknown opcode {code:#x}")
+        if n >= 0:
+            i += n
+        elif n == -1:  # up to a newline
+            i = raw.index(b"\n", i) + 1
+        elif n == -6:  # two lines
+            i = raw.index(b"\n", raw.index(b"\n", i) + 1) + 1
+        elif n == -2:  # 1-byte length
+            i += 1 + raw[i]
+        elif n in (-3, -4):  # 4-byte length
+            i += 4 + abs(int.from_bytes(raw[i : i + 4], "little", signed=n == -3))
+        else:  # 8-byte length
+            i += 8 + int.from_bytes(raw[i : i + 8], "little")
+        if code == _STOP:
+            if i > end:
+                raise pickle.UnpicklingError("truncated pickle")
+            return i
+    raise TorchFileError(
+        f"{path}: its pickle holds more than {MAX_PICKLE_OPS:,} operations, far more than a "
+        "weights file needs: refused before building it"
+    )
+
+
+def _load_pickle(f, raw, path, storages=None):
+    """Counts the pickle's operations at `f`'s position in `raw` (its bytes), refusing more
+    than MAX_PICKLE_OPS before building any object, then unpickles it with the allow-list."""
     try:
-        for count, _ in enumerate(pickletools.genops(f)):
-            if count >= MAX_PICKLE_OPS:
-                raise TorchFileError(
-                    f"{path}: its pickle holds more than {MAX_PICKLE_OPS:,} operations, far "
-                    "more than a weights file needs: refused before building it"
-                )
-    except (ValueError, EOFError, struct.error, OverflowError, MemoryError) as err:
+        _count_ops(raw, f.tell(), path)
+    except (ValueError, IndexError) as err:  # no newline left, a length past the end
         if isinstance(err, TorchFileError):
             raise
         raise pickle.UnpicklingError(f"malformed pickle ({err})") from None
-    f.seek(start)
     try:
         return _RestrictedUnpickler(f, path, storages).load()
     except TorchFileError as err:
@@ -361,9 +403,11 @@ def _materialize(obj, path, done=None):
     return out
 
 
-def _read_legacy(f, path, budget):
+def _read_legacy(raw, path, budget):
+    f = io.BytesIO(raw)  # shares `raw`; storages below are views of it, copied when used
+
     def small_pickle():
-        return _load_pickle(f, path)
+        return _load_pickle(f, raw, path)
 
     try:
         magic = small_pickle()
@@ -383,12 +427,12 @@ def _read_legacy(f, path, budget):
     order = "<" if little else ">"
 
     storages = {}
-    obj = _load_pickle(f, path, storages)
+    obj = _load_pickle(f, raw, path, storages)
     keys = small_pickle()
     if not isinstance(keys, list):
         raise TorchFileError(f"{path}: malformed storage key list")
     _check_graph(obj, path, budget)
-    file_size = os.fstat(f.fileno()).st_size
+    file_size = len(raw)
     for key in keys:
         key = str(key)
         storage = storages.get(key)
@@ -405,10 +449,8 @@ def _read_legacy(f, path, budget):
                 f"{path}: storage {key!r} records {numel} elements, its tensors need "
                 f"{storage.needed} and {file_size - f.tell()} bytes are left: truncated or corrupt"
             )
-        raw = f.read(nbytes)
-        if len(raw) != nbytes:
-            raise TorchFileError(f"{path}: truncated inside the data of storage {key!r}")
-        storage.data = np.frombuffer(raw, dtype)
+        storage.data = np.frombuffer(raw, dtype, count=numel, offset=f.tell())
+        f.seek(nbytes, io.SEEK_CUR)
     return obj
 
 
@@ -430,9 +472,9 @@ def _read_zip(path, budget):
                 f"the {MAX_PICKLE_BYTES >> 20} MiB a weights file's pickle needs: refused"
             )
         with zf.open(info) as f:
-            data = io.BytesIO(f.read(MAX_PICKLE_BYTES + 1))
+            raw = f.read(MAX_PICKLE_BYTES + 1)
         storages = {}
-        obj = _load_pickle(data, path, storages)
+        obj = _load_pickle(io.BytesIO(raw), raw, path, storages)
         _check_graph(obj, path, budget)
         for storage in storages.values():
             if storage.view is not None:
@@ -468,8 +510,7 @@ def read_torch_file(path):
         if zipfile.is_zipfile(path):
             obj = _read_zip(path, budget)
         else:
-            with open(path, "rb") as f:
-                obj = _read_legacy(f, path, budget)
+            obj = _read_legacy(path.read_bytes(), path, budget)
     except UnsafeTorchFileError:
         raise
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as err:
