@@ -25,13 +25,9 @@ ebb (default; 32-px border removed), aim2020 (a centre crop), authors (PyNET-Bok
 test_model.py), dmshn (Val294 of Stacked DMSHN / BRViT), ntire2023, bokehlicious, or all.
 """
 
-import os
+from absl import app, flags, logging
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ log lines, unless asked for
-
-from absl import app, flags, logging  # noqa: E402
-
-from pynet_bokeh.cli import flags as cli_flags  # noqa: E402
+from pynet_bokeh.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 

@@ -21,12 +21,10 @@ scene) through Keras and LiteRT and prints size, max abs difference, PSNR and CP
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ log lines, unless asked for
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from pynet_bokeh.cli import flags as cli_flags  # noqa: E402
-from pynet_bokeh.errors import UsageError  # noqa: E402
+from pynet_bokeh.cli import flags as cli_flags
+from pynet_bokeh.errors import UsageError
 
 FLAGS = flags.FLAGS
 

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ log lines, unless asked for
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
-
-from pynet_bokeh.cli import flags as cli_flags  # noqa: E402
+from pynet_bokeh.cli import flags as cli_flags
 
 FLAGS = flags.FLAGS
 

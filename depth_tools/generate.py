@@ -50,6 +50,7 @@ import dataclasses
 import importlib
 import json
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -319,6 +320,20 @@ def plan_jobs(inputs, output=None):
     return jobs
 
 
+def prepare_output_folders(jobs):
+    """Before any work: each map folder exists and is writable (FolderNotWritableError naming
+    it otherwise), and temp files a killed run left there (`.tmp-*`) are removed."""
+    from pynet_bokeh.files import check_writable, remove_stale_temporaries
+
+    removed = []
+    for folder in sorted({out.parent for _, out in jobs}):
+        check_writable(folder, "depth map folder")
+        removed += remove_stale_temporaries(folder)
+    if removed:
+        logging.info("removed %d temp file(s) left by an interrupted run", len(removed))
+    return removed
+
+
 def _sidecar(out_path):
     return out_path.with_name(out_path.stem + SIDECAR_SUFFIX)
 
@@ -356,6 +371,14 @@ def _warn_fallback():
     )
     logging.warning(message)
     warnings.warn(message, FallbackDepthWarning, stacklevel=3)
+
+
+class GenerationInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `generate_depth_maps`; `result` holds what was finished (kept on disk)."""
+
+    def __init__(self, result):
+        super().__init__("interrupted")
+        self.result = result
 
 
 @dataclasses.dataclass
@@ -398,6 +421,7 @@ def generate_depth_maps(
         raise ValueError(f"--batch_size must be at least 1, got {batch_size}")
     if source is not None:
         working_size(1, 1, working_long_side, source.multiple)  # fail before any work
+    prepare_output_folders(jobs)
     result = GenerateResult([], [], [])
     bar = keras.utils.Progbar(len(jobs), unit_name="photo") if progress else None
     done = 0
@@ -463,25 +487,28 @@ def generate_depth_maps(
             bar.update(done)
         batch.clear()
 
-    batch, batch_hw = [], None
-    for photo, out in todo:
-        try:
-            rgb = image_io.read_photo(photo)
-        except (OSError, ValueError) as err:
-            result.failed.append((photo, str(err)))
-            logging.error("%s: %s", photo, err)
-            done += 1
-            continue
-        if source is None:
-            hw, small = None, None
-        else:
-            hw = working_size(rgb.shape[0], rgb.shape[1], working_long_side, source.multiple)
-            small = np.clip(_resize_bilinear(rgb, hw), 0.0, 1.0)
-        if batch and (hw != batch_hw or len(batch) >= batch_size):
-            flush(batch)
-        batch_hw = hw
-        batch.append((photo, out, rgb.shape, small))
-    flush(batch)
+    try:
+        batch, batch_hw = [], None
+        for photo, out in todo:
+            try:
+                rgb = image_io.read_photo(photo)
+            except (OSError, ValueError) as err:
+                result.failed.append((photo, str(err)))
+                logging.error("%s: %s", photo, err)
+                done += 1
+                continue
+            if source is None:
+                hw, small = None, None
+            else:
+                hw = working_size(rgb.shape[0], rgb.shape[1], working_long_side, source.multiple)
+                small = np.clip(_resize_bilinear(rgb, hw), 0.0, 1.0)
+            if batch and (hw != batch_hw or len(batch) >= batch_size):
+                flush(batch)
+            batch_hw = hw
+            batch.append((photo, out, rgb.shape, small))
+        flush(batch)
+    except KeyboardInterrupt:
+        raise GenerationInterrupted(result) from None
     elapsed = time.perf_counter() - start
     n = len(result.written)
     logging.info(
@@ -544,6 +571,19 @@ def define_flags(fv=flags.FLAGS):
     )
 
 
+PROG = "depth-tools-generate"
+FLAG_NAMES = (
+    "input",
+    "output",
+    "model",
+    "weights",
+    "working_size",
+    "batch_size",
+    "overwrite",
+    "fallback",
+)
+
+
 def main(argv, fv=flags.FLAGS):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}; use --input")
@@ -558,6 +598,7 @@ def main(argv, fv=flags.FLAGS):
             total = len(jobs)
             jobs = shard_items(jobs, shard)
             print(f"shard {shard[0]}/{shard[1]}: {len(jobs)} of {total} photos", flush=True)
+        prepare_output_folders(jobs)  # before the (slow) model load
         try:
             source = get_depth_source(fv.model, fv.weights)
         except MissingWeightsError:
@@ -568,7 +609,17 @@ def main(argv, fv=flags.FLAGS):
             jobs, source, fv.working_size, fv.batch_size, overwrite=fv.overwrite
         )
     except (OSError, ValueError, KeyError) as err:
-        raise SystemExit(f"depth-tools-generate: error: {err}") from err
+        raise SystemExit(f"{PROG}: error: {err}") from err
+    except GenerationInterrupted as stop:
+        done = stop.result
+        print(
+            f"\n{PROG}: interrupted: {len(done.written)} map(s) written by this run and "
+            f"{len(done.skipped)} from earlier runs are complete and kept (no half-written "
+            "file is left); run the same command again to do the rest.",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130
     print(
         f"{len(result.written)} depth map(s) written, {len(result.skipped)} skipped, "
         f"{len(result.failed)} failed"
@@ -579,8 +630,14 @@ def main(argv, fv=flags.FLAGS):
 
 
 def run():
+    from pynet_bokeh.console import absl_main
+
     define_flags()
-    app.run(main)
+    # absl's --help lists the flags of the module named by argv[0] (the console script):
+    # declare ours there, or --help shows none.
+    for name in FLAG_NAMES:
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+    app.run(lambda argv: absl_main(main, argv))
 
 
 if __name__ == "__main__":

@@ -24,3 +24,7 @@ class BadDataError(PynetBokehError, ValueError):
 
 class UsageError(PynetBokehError, ValueError):
     """A flag or argument is wrong; the message names it."""
+
+
+class FolderNotWritableError(PynetBokehError, PermissionError):
+    """An output folder cannot be written; found before any work starts."""

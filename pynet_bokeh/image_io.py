@@ -27,12 +27,33 @@ def _read(path):
     if os.path.getsize(path) == 0:
         raise ImageFileError(f"{path}: empty file (0 bytes); re-copy or regenerate it.")
     try:
-        return iio.imread(path)
+        image = iio.imread(path)
+        cmyk = image.ndim == 3 and image.shape[2] == 4 and _is_jpeg(path)
+        adobe = cmyk and "adobe" in iio.immeta(path)
+        if adobe:
+            # A JPEG has no alpha: 4 channels are CMYK inks (YCCK decodes to CMYK). Pillow
+            # undoes Adobe's inverted storage on decoding and converts inks to RGB.
+            image = iio.imread(path, mode="RGB")
     except Exception as err:  # imageio raises many types; the message is what matters
         raise ImageFileError(
             f"{path}: cannot decode the image ({type(err).__name__}: {err}); the file is "
             "truncated or not a JPEG/PNG image: re-copy or regenerate it."
         ) from err
+    if cmyk and not adobe:
+        # Without Adobe's marker nothing says whether the inks are stored inverted (writers
+        # differ, and decoders guess differently): refuse rather than guess.
+        raise ImageFileError(
+            f"{path}: CMYK JPEG without an Adobe marker, so whether its inks are stored "
+            "inverted is unknown; convert it to an RGB JPEG or PNG."
+        )
+    if cmyk:
+        warnings.warn(f"{path}: CMYK JPEG converted to RGB.", stacklevel=3)
+    return image
+
+
+def _is_jpeg(path):
+    with open(path, "rb") as f:
+        return f.read(3) == b"\xff\xd8\xff"
 
 
 def to_float01(image, path="image"):
@@ -49,8 +70,9 @@ def to_float01(image, path="image"):
 def read_photo(path):
     """Reads a JPEG/PNG photo as float32 H x W x 3 RGB in [0, 1].
 
-    Grayscale is replicated to RGB and RGBA drops its alpha, each with a warning; 16-bit PNGs
-    are scaled to [0, 1] with a warning.
+    Grayscale is replicated to RGB, RGBA drops its alpha and CMYK JPEGs (Adobe-inverted or
+    not) are converted to RGB, each with a warning; 16-bit PNGs are scaled to [0, 1] with a
+    warning.
     """
     image = _read(path)
     if image.dtype != np.uint8:
@@ -104,20 +126,53 @@ def half_size(shape):
     return int(round(shape[0] / 2)), int(round(shape[1] / 2))
 
 
-def ebb_input(photo, depth, depth_name="depth map"):
-    """The network input: photo downscaled x0.5 (bicubic) with the depth map as 4th channel.
-
-    A depth map that is not half the photo's size is resized to it with a warning.
-    """
-    h, w = half_size(photo.shape)
-    small = np.clip(resize_bicubic(photo, (h, w)), 0.0, 1.0)
-    if depth.shape[:2] != (h, w):
-        warnings.warn(
-            f"{depth_name}: size {depth.shape[1]}x{depth.shape[0]} is not half the photo's "
-            f"({w}x{h}); resized.",
-            stacklevel=2,
+def check_depth(depth, photo_shape, name="depth map"):
+    """The depth map as H' x W' float32 in [0, 1] with the photo's aspect ratio (any size);
+    BadDataError naming `name` when it has another aspect ratio (it is not this photo's map)."""
+    depth = np.asarray(depth, np.float32)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2:
+        raise BadDataError(f"{name} must be single-channel (H x W), got shape {depth.shape}")
+    h, w = photo_shape[:2]
+    dh, dw = depth.shape
+    # Same aspect ratio up to the rounding of a downscaled side.
+    if abs(dw * h - dh * w) > max(h, w, dh, dw):
+        raise BadDataError(
+            f"{name} is {dw} x {dh} pixels, the photo {w} x {h}: another aspect ratio, so it "
+            "is not this photo's map; regenerate it with depth-tools-generate"
         )
+    return depth
+
+
+_resize_said = False  # a resized depth map is reported once per process
+
+
+def fit_depth(depth, photo_shape, name="depth map"):
+    """The depth map at half the photo's size (EBB! convention): one with the photo's aspect
+    ratio at another size is resized (said once per process, naming it); another aspect ratio
+    raises BadDataError naming it (`check_depth`)."""
+    global _resize_said
+    depth = check_depth(depth, photo_shape, name)
+    h, w = half_size(photo_shape)
+    if depth.shape[:2] != (h, w):
+        if not _resize_said:
+            warnings.warn(
+                f"{name}: size {depth.shape[1]}x{depth.shape[0]} is not half the photo's "
+                f"({w}x{h}); resized (further depth maps of another size are resized without "
+                "notice).",
+                stacklevel=3,
+            )
+            _resize_said = True
         depth = np.clip(resize_bicubic(depth, (h, w)), 0.0, 1.0)
+    return depth
+
+
+def ebb_input(photo, depth, depth_name="depth map"):
+    """The network input: photo downscaled x0.5 (bicubic) with the depth map as 4th channel
+    (`fit_depth`: resized to half the photo's size when its aspect ratio is the photo's)."""
+    depth = fit_depth(depth, photo.shape, depth_name)
+    small = np.clip(resize_bicubic(photo, half_size(photo.shape)), 0.0, 1.0)
     return np.concatenate([small, depth[..., None].astype(np.float32)], axis=-1)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pynet_bokeh import build_pynet, image_io
+from pynet_bokeh.errors import UsageError
 from pynet_bokeh.inference import (
     DepthMapMissingError,
     find_depth_map,
@@ -57,7 +58,8 @@ def test_bad_files_are_named(tmp_path):
         image_io.read_depth(tmp_path / "drgb.png")
 
 
-def test_ebb_input_and_depth_resize():
+def test_ebb_input_and_depth_resize(monkeypatch):
+    monkeypatch.setattr(image_io, "_resize_said", False)  # said once per process
     photo = np.random.default_rng(0).random((64, 96, 3)).astype(np.float32)
     depth = np.linspace(0, 1, 32 * 48, dtype=np.float32).reshape(32, 48)
     x = image_io.ebb_input(photo, depth)
@@ -140,12 +142,13 @@ def test_render_files_odd_width(model, tmp_path):
     # Rerun: the existing output is skipped, not redone.
     written, _ = render_files(level2, [photos / "a.jpg"], tmp_path / "out")
     assert written == []
-    # An output folder equal to the input folder with the same suffix is refused per photo.
+    # An input folder as the output folder is refused before anything is rendered.
     iio.imwrite(photos / "c.png", _photo(64, 64))
     iio.imwrite(depths / "c.png", np.zeros((32, 32), np.uint8))
     level7 = PyNetRenderer(model=model, level=7)
-    written, failures = render_files(level7, [photos / "c.png"], photos, suffix=".png")
-    assert written == [] and "overwrite an input" in failures[0][1]
+    for folder in (photos, depths):
+        with pytest.raises(UsageError, match=f"--output_dir {folder} is an input folder"):
+            render_files(level7, [photos / "c.png"], folder, suffix=".png")
 
 
 def test_find_depth_map_message(tmp_path):

@@ -48,7 +48,8 @@ def test_every_value_can_be_overridden_and_none_keeps_the_default():
         ({"patch_size": 100}, "--patch_size must be a positive multiple of 32"),
         ({"steps": 0}, "--steps must be positive"),
         ({"batch_size": -1}, "--batch_size must be positive"),
-        ({"learning_rate": 0.0}, "--learning_rate must be positive"),
+        ({"learning_rate": 0.0}, "--learning_rate must be a positive number"),
+        ({"learning_rate": float("nan")}, "--learning_rate must be a positive number, got nan"),
         ({"epochs": 3}, "unknown schedule settings"),
     ],
 )

@@ -9,10 +9,13 @@ pynet-bokeh demo [--port P] [--host 127.0.0.1] [--method M --weights PATH ...]
 
 import argparse
 import logging
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ log lines, unless asked for
+from pynet_bokeh.console import argv_verbosity, quiet_tensorflow
+
+# Every command imports this package first: TensorFlow's C++ log lines stay out unless asked
+# for (--verbosity 1, TF_CPP_MIN_LOG_LEVEL), before anything imports TensorFlow.
+quiet_tensorflow(argv_verbosity())
 
 
 def _convert(args):

@@ -72,42 +72,50 @@ def render_files(
     focus_disparity=None,
     blur=None,
 ):
-    """Renders every photo named by `inputs` into `output_dir/<stem><suffix>` with `renderer`.
+    """Renders every photo named by `inputs` into `output_dir/<stem><suffix>` with `renderer`
+    (photos sharing a stem: `<name><suffix>`, see `files.plan_outputs`).
 
-    The depth map is read when the method needs it, or when `depth_dir` is given. Skips outputs
-    that exist unless `overwrite`; never writes over an input. Returns (written, failures),
-    failures being (photo, message) pairs.
+    The depth map is read when the method needs it, or when `depth_dir` is given. Refuses an
+    output folder that holds an input (photo or depth map) or cannot be written; skips outputs
+    that exist unless `overwrite`. Returns (written, failures), failures being (photo,
+    message) pairs.
     """
     import keras
 
     from pynet_bokeh import image_io
-    from pynet_bokeh.inference import find_depth_map, list_photos
+    from pynet_bokeh.files import check_writable, plan_outputs, remove_stale_temporaries
+    from pynet_bokeh.inference import DepthMapMissingError, find_depth_map, list_photos
 
     renderer.check_controls(focus=focus, focus_disparity=focus_disparity, blur=blur)
     photos = list_photos(inputs)
     if not photos:
         raise BadDataError(f"No JPEG/PNG photos found in {', '.join(map(str, inputs))}.")
+    # Every input is protected: photos, their depth maps and the depth folder.
+    depth_maps = {}
+    for photo_path in photos:
+        try:
+            depth_maps[photo_path] = find_depth_map(photo_path, depth_dir)
+        except DepthMapMissingError:
+            pass  # reported for this photo below, if its method needs one
+    protected = list(depth_maps.values()) + ([Path(depth_dir)] if depth_dir is not None else [])
+    planned = plan_outputs(photos, output_dir, suffix, protected=protected)
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    input_paths = {p.resolve() for p in photos}
+    check_writable(output_dir, "--output_dir")
+    remove_stale_temporaries(output_dir)  # a run killed while writing
     written, failures = [], []
     progress = keras.utils.Progbar(len(photos), unit_name="photo")
-    for i, photo_path in enumerate(photos):
-        out_path = output_dir / f"{photo_path.stem}{suffix}"
+    for i, (photo_path, out_path) in enumerate(planned):
         try:
-            if out_path.resolve() in input_paths:
-                raise UsageError(
-                    f"output {out_path} would overwrite an input photo; choose another "
-                    "--output_dir or --format."
-                )
             if out_path.exists() and not overwrite:
                 log.info("%s exists, skipped (use --overwrite to redo it).", out_path)
             else:
+                photo = image_io.read_photo(photo_path)
                 depth = None
                 if renderer.needs_depth or depth_dir is not None:
-                    depth_path = find_depth_map(photo_path, depth_dir)
-                    depth = image_io.read_depth(depth_path)
-                photo = image_io.read_photo(photo_path)
+                    depth_path = depth_maps.get(photo_path) or find_depth_map(photo_path, depth_dir)
+                    depth = image_io.fit_depth(
+                        image_io.read_depth(depth_path), photo.shape, str(depth_path)
+                    )
                 out = renderer.render(
                     photo, depth, focus=focus, focus_disparity=focus_disparity, blur=blur
                 )

@@ -43,6 +43,7 @@ __all__ = [
     "find_pairs",
     "target_size",
     "validate_pairs",
+    "validate_splits",
 ]
 
 PHOTO_DIR, DEPTH_DIR, BOKEH_DIR, PARAMS_DIR = "original", "original_depth", "bokeh", "params"
@@ -286,23 +287,24 @@ def _check_pair(pair, require_bokeh, cache):
     return dataclasses.replace(pair, photo_size=photo), problems, warning
 
 
-def validate_pairs(pairs, skip_bad=False, require_bokeh=True, workers=None, cache=None):
-    """Checks every pair once, reporting all problems together; returns the good pairs.
+BAD_PAIRS_FILE = "bad_pairs.txt"
 
-    Checks: a partner missing (photo, depth map, bokeh if `require_bokeh`), an empty, unreadable
-    or truncated file, a depth map that is not an 8-bit single-channel PNG, an RGBA / 16-bit
-    photo, photo and bokeh sizes that differ, and a depth map that is not half the photo's size
-    (off by rounding: kept, resized with a warning). Raises `EbbValidationError` listing each
-    bad path and its problem, unless `skip_bad`, which logs how many were left out.
 
-    cache: optional JSON file (e.g. in the model folder) remembering the files that passed, by
-    path, size and modification time, so that a rerun (resuming training) does not decode the
-    whole data set again; a changed file is checked again.
-    """
+@dataclasses.dataclass
+class _SplitCheck:
+    """One split's validation: all its pairs, the good ones and every problem found."""
+
+    label: str
+    pairs: list
+    good: list
+    bad: int
+    problems: list
+
+
+def _check_split(pairs, require_bokeh, workers, cache, label=""):
     pairs = list(pairs)
-    cache = _ValidationCache(cache)
     if not pairs:
-        raise EbbValidationError("no pairs to validate", [])
+        raise EbbValidationError(f"{label + ': ' if label else ''}no pairs to validate", [])
     workers = workers or min(8, os.cpu_count() or 1)
     start = time.monotonic()
     results = []
@@ -323,7 +325,7 @@ def validate_pairs(pairs, skip_bad=False, require_bokeh=True, workers=None, cach
                 last_log = now
     cache.save()
     good = [pair for pair, problems, _ in results if not problems]
-    bad = [(pair, problems) for pair, problems, _ in results if problems]
+    bad = [problems for _, problems, _ in results if problems]
     resized = [w for pair, problems, w in results if w and not problems]
     if resized:
         shown = "; ".join(resized[:5]) + (
@@ -332,33 +334,102 @@ def validate_pairs(pairs, skip_bad=False, require_bokeh=True, workers=None, cach
         warnings.warn(
             f"{len(resized)} depth map(s) are off by rounding from half the photo's size and "
             f"will be resized: {shown}",
-            stacklevel=2,
+            stacklevel=3,
         )
-    if bad:
-        all_problems = [p for _, problems in bad for p in problems]
-        if skip_bad:
-            logging.warning(
-                "Skipping %d of %d pairs with bad or missing files (%d problems; first: %s: %s); "
-                "training on the other %d.",
-                len(bad),
-                len(pairs),
-                len(all_problems),
-                all_problems[0][0],
-                all_problems[0][1],
-                len(good),
-            )
-            if not good:
-                raise EbbValidationError(
-                    "every pair has problems; nothing left to use", all_problems
-                )
+    return _SplitCheck(label, pairs, good, len(bad), [p for problems in bad for p in problems])
+
+
+def _report(checks, skip_bad, report):
+    """Raises one EbbValidationError for the problems of every split in `checks`, or (with
+    `skip_bad`) logs how many pairs are left out and writes the full list to `report`."""
+    failed = [c for c in checks if c.bad]
+    if not failed:
+        if report is not None and os.path.exists(report):
+            os.remove(report)  # an earlier run's list, no longer true
+        return
+    problems = [p for c in failed for p in c.problems]
+
+    def head(c):
+        return f"{c.label + ': ' if c.label else ''}{c.bad} of {len(c.pairs)} pairs"
+
+    if skip_bad:
+        if report is not None:
+            lines = [f"{path}: {what}" for path, what in problems]
+            write_text_atomic(report, "\n".join(lines) + "\n")
+            where = f"all listed in {report}"
         else:
-            lines = "\n".join(f"  {path}: {what}" for path, what in all_problems)
-            raise EbbValidationError(
-                f"{len(bad)} of {len(pairs)} pairs have problems:\n{lines}\n"
-                f"Fix or remove these files, or pass --skip_bad to use the other {len(good)} pairs.",
-                all_problems,
+            where = "; ".join(f"{path}: {what}" for path, what in problems)
+        for c in failed:
+            logging.warning(
+                "Skipping %s with bad or missing files (%d problems, %s); training on the "
+                "other %d.",
+                head(c),
+                len(c.problems),
+                where,
+                len(c.good),
             )
-    return good
+        empty = [c for c in failed if not c.good]
+        if empty:
+            raise EbbValidationError(
+                f"{', '.join(head(c) for c in empty)} have problems: nothing left to use ({where})",
+                problems,
+            )
+        return
+    lines = []
+    for c in failed:
+        lines.append(f"{head(c)} have problems:")
+        lines += [f"  {path}: {what}" for path, what in c.problems]
+    advice = "Fix or remove these files"
+    if all(c.good for c in failed):
+        others = ", ".join(
+            f"{len(c.good)}" if not c.label else f"{c.label} {len(c.good)}" for c in failed
+        )
+        advice += f", or pass --skip_bad to use the other {others} pairs"
+    raise EbbValidationError("\n".join(lines) + f"\n{advice}.", problems)
+
+
+def validate_pairs(
+    pairs, skip_bad=False, require_bokeh=True, workers=None, cache=None, report=None
+):
+    """Checks every pair once, reporting all problems together; returns the good pairs.
+
+    Checks: a partner missing (photo, depth map, bokeh if `require_bokeh`), an empty, unreadable
+    or truncated file, a depth map that is not an 8-bit single-channel PNG, an RGBA / 16-bit
+    photo, photo and bokeh sizes that differ, and a depth map that is not half the photo's size
+    (off by rounding: kept, resized with a warning). Raises `EbbValidationError` listing each
+    bad path and its problem, unless `skip_bad`, which logs how many were left out and writes
+    every problem to `report` (a file, e.g. in the run folder; else they are logged).
+
+    cache: optional JSON file (e.g. in the model folder) remembering the files that passed, by
+    path, size and modification time, so that a rerun (resuming training) does not decode the
+    whole data set again; a changed file is checked again.
+    """
+    check = _check_split(pairs, require_bokeh, workers, _ValidationCache(cache))
+    _report([check], skip_bad, report)
+    return check.good
+
+
+def validate_splits(
+    root,
+    splits=("train", "test"),
+    optional=("test",),
+    skip_bad=False,
+    require_bokeh=True,
+    workers=None,
+    cache=None,
+    report=None,
+):
+    """`validate_pairs` for several splits of `root` at once: the problems of every split are
+    reported together. Splits in `optional` are left out when their folder is missing.
+    Returns {split: good pairs}."""
+    cache = _ValidationCache(cache)
+    checks = [
+        _check_split(find_pairs(root, split), require_bokeh, workers, cache, label=split)
+        for split in splits
+        if split not in optional or (Path(root) / split).is_dir()
+    ]
+    _report(checks, skip_bad, report)
+    return {c.label: c.good for c in checks}
 
 
 def _file_size(path):

@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from pynet_bokeh.errors import BadDataError, UsageError
+from pynet_bokeh.image_io import check_depth  # noqa: F401 (one check, used here and by ebb_input)
 from pynet_bokeh.render import controls as ctl
 
 
@@ -154,21 +155,3 @@ def check_photo(photo):
     if photo.ndim != 3 or photo.shape[2] != 3:
         raise BadDataError(f"photo must be an H x W x 3 RGB array, got shape {photo.shape}")
     return photo
-
-
-def check_depth(depth, photo_shape, name="depth map"):
-    """The depth map as H' x W' float32 in [0, 1] with the photo's aspect ratio (any size)."""
-    depth = np.asarray(depth, np.float32)
-    if depth.ndim == 3 and depth.shape[2] == 1:
-        depth = depth[..., 0]
-    if depth.ndim != 2:
-        raise BadDataError(f"{name} must be single-channel (H x W), got shape {depth.shape}")
-    h, w = photo_shape[:2]
-    dh, dw = depth.shape
-    # Same aspect ratio up to the rounding of a downscaled side.
-    if abs(dw * h - dh * w) > max(h, w, dh, dw):
-        raise BadDataError(
-            f"{name} is {dw} x {dh} pixels, the photo {w} x {h}: another aspect ratio, so it "
-            "is not this photo's map; regenerate it with depth-tools-generate"
-        )
-    return depth

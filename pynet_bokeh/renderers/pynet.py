@@ -37,7 +37,19 @@ def load_pynet(path, **build_kwargs):
     if path.endswith(".keras"):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--weights {path}: file not found")
-        return keras.saving.load_model(path)
+        try:
+            model = keras.saving.load_model(path)
+        except (ValueError, TypeError) as err:  # e.g. a Lambda layer, refused by safe mode
+            raise WeightsMismatchError(
+                f"--weights {path}: cannot load this .keras file safely "
+                f"({str(err).splitlines()[0][:300]})"
+            ) from None
+        if not model.name.startswith("pynet"):
+            raise WeightsMismatchError(
+                f"--weights {path} holds {keras_h5.describe_weights_file(path)}, not PyNET "
+                "('pynet')"
+            )
+        return model
     if path.endswith(".h5"):
         if not os.path.isfile(path):
             raise FileNotFoundError(
@@ -52,7 +64,8 @@ def load_pynet(path, **build_kwargs):
                 model.load_weights(path)
             except ValueError as err:
                 raise WeightsMismatchError(
-                    f"--weights {path} does not hold PyNET's weights ({str(err).splitlines()[0]})"
+                    f"--weights {path} holds {keras_h5.describe_weights_file(path)}, not the "
+                    f"weights of PyNET ('pynet'): {str(err).splitlines()[0][:200]}"
                 ) from None
         return model
     try:

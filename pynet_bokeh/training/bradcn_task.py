@@ -268,15 +268,16 @@ class BradcnTask:
             if (Path(self.dataset_dir) / "test").is_dir():
                 self._pairs["test"] = find_rgbd_pairs(self.dataset_dir, "test")
         else:
-            from pynet_bokeh.data.ebb import find_pairs, validate_pairs
+            from pynet_bokeh.data.ebb import BAD_PAIRS_FILE, validate_splits
 
-            for split in ("train", "test"):
-                if split == "train" or (Path(self.dataset_dir) / split).is_dir():
-                    self._pairs[split] = validate_pairs(
-                        find_pairs(self.dataset_dir, split),
-                        skip_bad=self.skip_bad,
-                        cache=validation_cache(self.work_dir),
-                    )
+            self._pairs.update(
+                validate_splits(
+                    self.dataset_dir,
+                    skip_bad=self.skip_bad,
+                    cache=validation_cache(self.work_dir),
+                    report=os.path.join(self.work_dir, BAD_PAIRS_FILE),
+                )
+            )
 
     def _check_start(self):
         """The weights a fresh run starts from exist (hand-off, --init_from, depth net)."""

@@ -39,9 +39,9 @@ def train_config_from_flags(flags, work_dir, *, steps, learning_rate, eval_every
     (already resolved with their flags) and the flags every method shares."""
     from pynet_bokeh.training.trainer import TrainConfig
 
-    every = flags.checkpoint_every or (
-        SYNTHETIC_CHECKPOINT_EVERY if flags.synthetic else CHECKPOINT_EVERY
-    )
+    every = flags.checkpoint_every  # 0 is refused by the Trainer, not taken as the default
+    if every is None:
+        every = SYNTHETIC_CHECKPOINT_EVERY if flags.synthetic else CHECKPOINT_EVERY
     return TrainConfig(
         work_dir=work_dir,
         steps=int(steps),

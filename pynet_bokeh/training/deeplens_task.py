@@ -226,19 +226,27 @@ class DeepLensStageTask:
                 f"deeplens --stage {prev} with the same --model_dir), or pass --init_from (e.g. "
                 "the authors' model/model_end2end/model)."
             )
-        self._samples["train"] = self._valid_samples("train")
-        if os.path.isdir(os.path.join(self.dataset_dir, "test", "params")):
-            self._samples["test"] = self._valid_samples("test")
-
-    def _valid_samples(self, split):
-        """The split's samples whose files pass validation (`data.ebb.validate_pairs`, cached
-        in the stage folder; `skip_bad` leaves the broken ones out, else they stop the run)."""
-        from pynet_bokeh.data.ebb import find_pairs, validate_pairs
+        from pynet_bokeh.data.ebb import BAD_PAIRS_FILE, validate_splits
         from pynet_bokeh.training.config import validation_cache
 
+        splits = ["train"]
+        if os.path.isdir(os.path.join(self.dataset_dir, "test", "params")):
+            splits.append("test")
+        good = validate_splits(  # every split's problems reported together
+            self.dataset_dir,
+            splits=splits,
+            optional=(),
+            skip_bad=self.skip_bad,
+            cache=validation_cache(self.work_dir),
+            report=os.path.join(self.work_dir, BAD_PAIRS_FILE),
+        )
+        for split in splits:
+            self._samples[split] = self._valid_samples(split, good[split])
+
+    def _valid_samples(self, split, good):
+        """The split's samples whose files passed validation (`good` pairs; `skip_bad` left
+        the broken ones out, else they stopped the run)."""
         samples = find_samples(self.dataset_dir, split)
-        pairs = [p for p in find_pairs(self.dataset_dir, split)]
-        good = validate_pairs(pairs, skip_bad=self.skip_bad, cache=validation_cache(self.work_dir))
         stems = {p.stem for p in good}
         kept = [s for s in samples if os.path.splitext(os.path.basename(s["photo"]))[0] in stems]
         if not kept:

@@ -82,7 +82,7 @@ class PyNetLevelTask:
 
     def preflight(self, resuming: bool) -> None:
         """Validates the data set once and checks the starting weights exist."""
-        from pynet_bokeh.data.ebb import find_pairs, validate_pairs
+        from pynet_bokeh.data.ebb import BAD_PAIRS_FILE, validate_splits
 
         if resuming and self.init_from is not None:
             print(f"resuming from {self.work_dir}: --init_from {self.init_from} is not used")
@@ -94,17 +94,13 @@ class PyNetLevelTask:
                 f"(python train_level.py --level {self.level + 1} with the same --model_dir), "
                 "or pass --init_from to start from other weights."
             )
-        cache = validation_cache(self.work_dir)
-        self._pairs = {
-            "train": validate_pairs(
-                find_pairs(self.dataset_dir, "train"), skip_bad=self.skip_bad, cache=cache
-            )
-        }
-        if os.path.isdir(os.path.join(self.dataset_dir, "test")):
-            self._pairs["test"] = validate_pairs(
-                find_pairs(self.dataset_dir, "test"), skip_bad=self.skip_bad, cache=cache
-            )
-        else:
+        self._pairs = validate_splits(
+            self.dataset_dir,
+            skip_bad=self.skip_bad,
+            cache=validation_cache(self.work_dir),
+            report=os.path.join(self.work_dir, BAD_PAIRS_FILE),
+        )
+        if "test" not in self._pairs:
             print(f"{self.dataset_dir} has no test/ split: training without evaluation")
 
     def trained_on(self):

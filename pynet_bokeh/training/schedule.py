@@ -9,6 +9,7 @@ a default only: `resolve_schedule` applies the user's overrides.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from pynet_bokeh.models.pynet import LEVELS, check_level  # noqa: F401 (re-exported)
 
@@ -94,8 +95,8 @@ def resolve_schedule(level: int, synthetic: bool = False, **overrides) -> LevelS
     for name in ("batch_size", "steps", "eval_every"):
         if getattr(sched, name) <= 0:
             raise ValueError(f"--{name} must be positive, got {getattr(sched, name)}")
-    if sched.learning_rate <= 0:
-        raise ValueError(f"--learning_rate must be positive, got {sched.learning_rate}")
+    if not (math.isfinite(sched.learning_rate) and sched.learning_rate > 0):
+        raise ValueError(f"--learning_rate must be a positive number, got {sched.learning_rate}")
     if sched.patch_size <= 0 or sched.patch_size % 32:
         raise ValueError(
             f"--patch_size must be a positive multiple of 32 (PyNET halves the input 5 times), "

@@ -42,9 +42,13 @@ import numpy as np
 import tensorflow as tf
 
 from pynet_bokeh.errors import UsageError
+from pynet_bokeh.files import TMP_PREFIX, check_writable, remove_stale_temporaries
 from pynet_bokeh.training import checkpointing, summaries
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+# What a run killed mid-save leaves: CheckpointManager's `ckpt-N_temp/` folders (written, then
+# renamed) and atomic_path's `.tmp-*` files.
+STALE_CHECKPOINT_PATTERNS = ("ckpt-*_temp", f"{TMP_PREFIX}*")
 
 
 @runtime_checkable
@@ -240,11 +244,13 @@ class Trainer:
     ):
         """`strategy`: an already made strategy (else `make_strategy(config.strategy)`, which
         for multi_worker and tpu happens here, before the task's checks run TensorFlow)."""
-        if config.steps <= 0:
-            raise ValueError(f"steps must be positive, got {config.steps}")
-        for name in ("checkpoint_every", "eval_every", "log_every", "keep_checkpoints"):
+        for name in ("steps", "checkpoint_every", "eval_every", "log_every", "keep_checkpoints"):
             if getattr(config, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(config, name)}")
+                raise UsageError(f"--{name} must be positive, got {getattr(config, name)}")
+        if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+            raise UsageError(
+                f"--learning_rate must be a positive number, got {config.learning_rate}"
+            )
         self.task = task
         self.config = config
         self.ckpt_dir = os.path.join(config.work_dir, checkpointing.CHECKPOINT_DIR)
@@ -280,6 +286,7 @@ class Trainer:
         """Builds model and optimiser, then resumes or initialises. Returns the start step."""
         if self._built:
             return int(self.step.numpy())
+        self.check_outputs()
         resuming = tf.train.latest_checkpoint(self.ckpt_dir) is not None
         self.task.preflight(resuming)
         self.strategy = self._given_strategy or make_strategy(self.config.strategy)
@@ -334,6 +341,20 @@ class Trainer:
             self._predict_fn = tf.function(predict, reduce_retracing=True)
         self._built = True
         return int(self.step.numpy())
+
+    def check_outputs(self) -> None:
+        """Before any work: every output folder is writable (else FolderNotWritableError
+        naming it), and what a run killed mid-save left there is removed."""
+        logs = os.path.join(self.config.work_dir, "logs")
+        check_writable(self.config.work_dir, "model folder")
+        check_writable(self.ckpt_dir, "checkpoint folder")
+        for sub in ("train", "eval"):
+            check_writable(os.path.join(logs, sub), "TensorBoard log folder")
+        removed = remove_stale_temporaries(self.ckpt_dir, STALE_CHECKPOINT_PATTERNS)
+        removed += remove_stale_temporaries(self.config.work_dir)
+        if removed:
+            names = ", ".join(p.name for p in removed)
+            self.log(f"removed {len(removed)} left over by an interrupted save: {names}")
 
     # ----------------------------------------------------------------- steps
     def _replica_step(self, inputs, targets):

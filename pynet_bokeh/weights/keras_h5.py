@@ -9,15 +9,15 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import h5py
 import numpy as np
 
 from pynet_bokeh.errors import WeightsMismatchError
+from pynet_bokeh.files import TMP_PREFIX, atomic_path, remove_stale_temporaries
 
 LAYER_NAME_ATTR = "pynet_bokeh_layer_name"
-TMP_PREFIX = ".tmp-"
+MODEL_NAME_ATTR = "pynet_bokeh_model_name"
 
 
 def _snake_case(name: str) -> str:
@@ -54,13 +54,8 @@ def save_weights(model, path) -> str:
     if not path.endswith(".weights.h5"):
         raise ValueError(f"weights file name must end in .weights.h5, got {path}")
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    for name in os.listdir(folder):  # left by a run killed while saving
-        if name.startswith(TMP_PREFIX) and name.endswith(".weights.h5"):
-            os.remove(os.path.join(folder, name))
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".weights.h5", dir=folder)
-    os.close(fd)
-    try:
+    remove_stale_temporaries(folder, (f"{TMP_PREFIX}*.weights.h5",))  # a run killed saving
+    with atomic_path(path, suffix=".weights.h5") as tmp:
         model.save_weights(tmp, overwrite=True)
         with h5py.File(tmp, "r+") as f:
             for key, layer in _keras_file_keys(model):
@@ -80,11 +75,41 @@ def save_weights(model, path) -> str:
                         "differently; report it"
                     )
                 f[f"layers/{key}"].attrs[LAYER_NAME_ATTR] = layer.name
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+            f.attrs[MODEL_NAME_ATTR] = model.name
     return path
+
+
+def describe_weights_file(path) -> str:
+    """What a weights file seems to hold, in a few words: the network's name where the file
+    records it (`save_weights`, a `.keras` config), else its first layer names."""
+    import json
+    import zipfile
+
+    path = os.fspath(path)
+    try:
+        if zipfile.is_zipfile(path):  # .keras: config.json names the model
+            with zipfile.ZipFile(path) as zf, zf.open("config.json") as f:
+                config = json.loads(f.read(16 << 20))
+            layers = config.get("config", {}).get("layers", [])
+            layers = [x for x in layers if x.get("class_name") != "InputLayer"]
+            name = config.get("config", {}).get("name", "?")
+            return f"network {name!r} ({len(layers)} layers)"
+        with h5py.File(path, "r") as f:
+            name = f.attrs.get(MODEL_NAME_ATTR)
+            layers = f.get("layers")
+            names = []
+            for key in layers or []:
+                if not len(layers[key].get("vars", {})):
+                    continue  # inputs, activations: no weights
+                tagged = layers[key].attrs.get(LAYER_NAME_ATTR)
+                names.append(tagged.decode() if isinstance(tagged, bytes) else str(tagged or key))
+    except (OSError, KeyError, ValueError) as err:
+        return f"no readable weights ({err})"
+    if name is not None:
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        return f"network {name!r} ({len(names)} layers)"
+    shown = ", ".join(repr(n) for n in names[:3])
+    return f"a network of {len(names)} layers named like {shown}"
 
 
 def has_layer_names(path) -> bool:
@@ -106,7 +131,14 @@ def read_weights_by_name(path) -> dict:
     """{layer name: [arrays]} from a file written by `save_weights`."""
     path = os.fspath(path)
     out = {}
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise WeightsMismatchError(
+            f"{path} is not a readable HDF5 weights file ({err}): truncated or not a "
+            ".weights.h5; re-copy it or save it again"
+        ) from None
+    with f:
         layers = f.get("layers")
         if layers is None:
             raise WeightsMismatchError(
@@ -150,11 +182,14 @@ def load_weights_by_name(model, path, strict: bool = True) -> list:
             continue
         loaded.append((layer, values))
     if wrong or (strict and missing):
-        lines = [f"{os.fspath(path)} does not fit model {model.name!r}:"]
-        if missing:
-            lines.append(f"  {len(missing)} layers missing from the file, e.g. {missing[:5]}")
-        lines += [f"  shape mismatch {w}" for w in wrong[:10]]
-        raise WeightsMismatchError("\n".join(lines))
+        with_weights = sum(1 for layer in model.layers if layer.weights)
+        parts = [f"{len(missing)} of its {with_weights} layers missing"] if missing else []
+        if wrong:
+            parts.append(f"{len(wrong)} with other shapes, e.g. {wrong[0]}")
+        raise WeightsMismatchError(
+            f"{os.fspath(path)} holds {describe_weights_file(path)}, not the weights of "
+            f"network {model.name!r} ({'; '.join(parts)})"
+        )
     for layer, values in loaded:
         layer.set_weights(values)
     return [layer.name for layer, _ in loaded]

@@ -9,7 +9,15 @@ Reads both formats:
 - zip (PyTorch >= 1.6): ``<name>/data.pkl``, ``<name>/data/<key>`` blobs, ``<name>/byteorder``.
 
 A .pth file is untrusted input: unpickling resolves only the allow-listed globals below and
-refuses anything else with :class:`UnsafeTorchFileError` naming the global and the file.
+refuses anything else with :class:`UnsafeTorchFileError` naming the global and the file. It
+cannot exhaust memory either: before anything is built or read, the pickle's operations are
+counted (``MAX_PICKLE_OPS``, the zip ``data.pkl``'s declared size ``MAX_PICKLE_BYTES``); once
+unpickled, and before any tensor data is read, the object graph is walked once for its nesting
+depth (``MAX_DEPTH``) and the number of objects shared references expand to
+(``MAX_OBJECTS``), every tensor is checked to lie inside its storage, each storage against its
+record's size, and the tensors' total bytes against what the file's size can hold
+(``MAX_EXPANSION`` x file size + ``EXPANSION_SLACK``). Zip records are read only as far as
+the tensors need.
 
     from pynet_bokeh.weights.torch_file import load_torch_file, save_torch_zip
     tensors = load_torch_file("net_G.pth")          # {"module.0.weight": np.ndarray, ...}
@@ -21,6 +29,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import pickletools
 import struct
 import sys
 import zipfile
@@ -41,6 +50,15 @@ __all__ = [
 ]
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+# Bounds on what a weights file may expand to. A state dict pickle takes ~33 operations per
+# tensor and nests ~4 deep; real files are far inside these.
+MAX_PICKLE_OPS = 300_000  # ~9,000 tensors (33 operations each in a state dict)
+MAX_PICKLE_BYTES = 64 << 20
+MAX_DEPTH = 32
+MAX_OBJECTS = 2_000_000
+MAX_EXPANSION = 8  # tensors' bytes in memory per byte of file (shared / stride-0 storages)
+EXPANSION_SLACK = 64 << 20
 LEGACY_PROTOCOL = 1001
 
 # Storage class name -> (numpy dtype of the raw bytes, element size). bfloat16 has no numpy
@@ -87,6 +105,20 @@ class _Storage:
         self.numel = numel
         self.data = None
         self.view = None  # (root _Storage, element offset) for pre-0.4 storage views
+        self.needed = 0  # elements its tensors reach (checked before any data is read)
+
+    def require(self, n, path):
+        """Notes that a tensor reaches `n` elements into this storage; refuses past its end."""
+        if n > self.numel:
+            raise TorchFileError(
+                f"{path}: a tensor reaches {n} elements into storage {self.key!r} of "
+                f"{self.numel} elements: it reaches past its storage (the file is corrupt or "
+                "truncated)"
+            )
+        self.needed = max(self.needed, n)
+        if self.view is not None:
+            root, offset = self.view
+            root.require(offset + n, path)
 
     def array(self):
         if self.view is not None:
@@ -101,26 +133,49 @@ class _LazyTensor:
     """A tensor cut from a storage by offset, size and stride (elements), built on demand."""
 
     def __init__(self, storage, offset, size, stride):
+        if not isinstance(storage, _Storage):
+            raise TorchFileError(f"a tensor's storage is a {type(storage).__name__}")
+        try:
+            self.offset = int(offset)
+            self.size = tuple(int(s) for s in size)
+            self.stride = tuple(int(s) for s in stride)
+        except (TypeError, ValueError) as err:
+            raise TorchFileError(f"malformed tensor size or stride ({err})") from None
         self.storage = storage
-        self.offset = int(offset)
-        self.size = tuple(int(s) for s in size)
-        self.stride = tuple(int(s) for s in stride)
+
+    def numel(self):
+        n = 1
+        for s in self.size:
+            n *= s
+        return n
+
+    def extent(self, path):
+        """Elements of the storage this tensor reaches (0 when empty); refuses bad geometry."""
+        if len(self.size) != len(self.stride):
+            raise TorchFileError(f"{path}: tensor size {self.size} and stride {self.stride} differ")
+        if self.offset < 0 or min(self.size + self.stride, default=0) < 0:
+            raise TorchFileError(
+                f"{path}: a tensor with negative size, stride or offset ({self.size}, "
+                f"{self.stride}, {self.offset}): the file is corrupt"
+            )
+        if any(s == 0 for s in self.size):
+            return 0
+        return (
+            self.offset + 1 + sum((n - 1) * s for n, s in zip(self.size, self.stride, strict=True))
+        )
+
+    def nbytes(self):
+        bfloat16 = self.storage.stype.name == "BFloat16Storage"
+        return self.numel() * (4 if bfloat16 else self.storage.stype.dtype.itemsize)
 
     def materialize(self, path):
         flat = self.storage.array()
-        if len(self.size) != len(self.stride):
-            raise TorchFileError(f"{path}: tensor size {self.size} and stride {self.stride} differ")
         if any(s == 0 for s in self.size):
             out = np.empty(self.size, flat.dtype)
         else:
-            last = self.offset + sum(
-                (n - 1) * s for n, s in zip(self.size, self.stride, strict=True)
-            )
-            if self.offset < 0 or min(self.stride, default=0) < 0 or last >= flat.size:
+            if self.extent(path) > flat.size:  # checked before reading; kept as a guard
                 raise TorchFileError(
-                    f"{path}: a tensor of size {self.size}, stride {self.stride}, offset "
-                    f"{self.offset} reaches past its storage of {flat.size} elements "
-                    "(the file is corrupt or truncated)"
+                    f"{path}: a tensor reaches past its storage {self.storage.key!r}"
                 )
             out = np.lib.stride_tricks.as_strided(
                 flat[self.offset :],
@@ -154,11 +209,10 @@ _ALLOWED_GLOBALS = {
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler resolving only ``_ALLOWED_GLOBALS`` and torch storage classes."""
 
-    def __init__(self, file, path, storages=None, load_storage=None):
+    def __init__(self, file, path, storages=None):
         super().__init__(file, encoding="latin1")  # latin1: files written by Python 2
         self._path = path
         self._storages = storages
-        self._load_storage = load_storage
 
     def find_class(self, module, name):
         if (module, name) in _ALLOWED_GLOBALS:
@@ -179,18 +233,24 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise UnsafeTorchFileError(
                 f"{self._path}: refusing persistent id of type {kind!r} (only 'storage')"
             )
-        if len(pid) not in (5, 6) or not isinstance(pid[1], _StorageType):
-            raise TorchFileError(f"{self._path}: malformed storage id {pid!r}")
-        stype, key, _location, numel = pid[1], str(pid[2]), pid[3], int(pid[4])
-        view = pid[5] if len(pid) == 6 else None
+        try:
+            if len(pid) not in (5, 6) or not isinstance(pid[1], _StorageType):
+                raise ValueError("not (storage, type, key, location, numel[, view])")
+            stype, key, numel = pid[1], str(pid[2]), int(pid[4])
+            view = pid[5] if len(pid) == 6 else None
+            if view is not None:
+                view_key, offset, view_numel = str(view[0]), int(view[1]), int(view[2])
+                if offset < 0 or view_numel < 0:
+                    raise ValueError("negative view")
+            if numel < 0:
+                raise ValueError("negative size")
+        except (TypeError, ValueError, IndexError) as err:
+            raise TorchFileError(f"{self._path}: malformed storage id ({err})") from None
         if key not in self._storages:
             self._storages[key] = _Storage(stype, key, numel)
-            if self._load_storage is not None:
-                self._load_storage(self._storages[key])
         root = self._storages[key]
         if view is None:
             return root
-        view_key, offset, view_numel = str(view[0]), int(view[1]), int(view[2])
         if view_key not in self._storages:
             sub = _Storage(stype, view_key, view_numel)
             sub.view = (root, offset)
@@ -198,26 +258,156 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return self._storages[view_key]
 
 
-def _materialize(obj, path):
+def _opcode_table():
+    """opcode byte -> argument length (>= 0) or how it is found (< 0, pickletools' codes;
+    -6: two lines, GLOBAL / INST)."""
+    table = {}
+    for op in pickletools.opcodes:
+        n = op.arg.n if op.arg is not None else 0
+        if op.arg is not None and op.arg.name == "stringnl_noescape_pair":
+            n = -6
+        table[op.code.encode("latin-1")[0]] = n
+    return table
+
+
+_OPCODE_ARGS = _opcode_table()
+_STOP = pickle.STOP[0]
+
+
+def _count_ops(raw, start, path):
+    """Walks the pickle at raw[start:] opcode by opcode without building anything; refuses
+    more than MAX_PICKLE_OPS operations, an unknown opcode or a truncated pickle."""
+    i, end = start, len(raw)
+    for _ in range(MAX_PICKLE_OPS):
+        if i >= end:
+            raise pickle.UnpicklingError("truncated pickle")
+        code = raw[i]
+        n = _OPCODE_ARGS.get(code)
+        i += 1
+        if n is None:
+            raise pickle.UnpicklingError(f"unknown opcode {code:#x}")
+        if n >= 0:
+            i += n
+        elif n == -1:  # up to a newline
+            i = raw.index(b"\n", i) + 1
+        elif n == -6:  # two lines
+            i = raw.index(b"\n", raw.index(b"\n", i) + 1) + 1
+        elif n == -2:  # 1-byte length
+            i += 1 + raw[i]
+        elif n in (-3, -4):  # 4-byte length
+            i += 4 + abs(int.from_bytes(raw[i : i + 4], "little", signed=n == -3))
+        else:  # 8-byte length
+            i += 8 + int.from_bytes(raw[i : i + 8], "little")
+        if code == _STOP:
+            if i > end:
+                raise pickle.UnpicklingError("truncated pickle")
+            return i
+    raise TorchFileError(
+        f"{path}: its pickle holds more than {MAX_PICKLE_OPS:,} operations, far more than a "
+        "weights file needs: refused before building it"
+    )
+
+
+def _load_pickle(f, raw, path, storages=None):
+    """Counts the pickle's operations at `f`'s position in `raw` (its bytes), refusing more
+    than MAX_PICKLE_OPS before building any object, then unpickles it with the allow-list."""
+    try:
+        _count_ops(raw, f.tell(), path)
+    except (ValueError, IndexError) as err:  # no newline left, a length past the end
+        if isinstance(err, TorchFileError):
+            raise
+        raise pickle.UnpicklingError(f"malformed pickle ({err})") from None
+    try:
+        return _RestrictedUnpickler(f, path, storages).load()
+    except TorchFileError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise type(err)(f"{path}: {err}") from None
+    except MemoryError:
+        raise TorchFileError(f"{path}: ran out of memory unpickling it: refused") from None
+
+
+def _check_graph(obj, path, budget):
+    """Walks the unpickled objects once (a shared object once): refuses nesting deeper than
+    MAX_DEPTH (or a cycle), more than MAX_OBJECTS objects once shared references are expanded,
+    tensors past their storage, and tensors whose bytes exceed `budget`. Records each storage's
+    needed extent."""
+    expanded = {}
+    tensors = {}
+    raw_storages = {}
+
+    def walk(o, depth):
+        if depth > MAX_DEPTH:
+            raise TorchFileError(
+                f"{path}: objects nested more than {MAX_DEPTH} deep (or a reference cycle), "
+                "which no weights file has: refused"
+            )
+        if isinstance(o, _LazyTensor):
+            tensors[id(o)] = o
+            return 1
+        if isinstance(o, _Storage):
+            raw_storages[id(o)] = o
+            return 1
+        if not isinstance(o, (dict, list, tuple)):
+            return 1
+        if id(o) in expanded:
+            return expanded[id(o)]
+        children = [x for kv in o.items() for x in kv] if isinstance(o, dict) else o
+        n = 1
+        for child in children:
+            n += walk(child, depth + 1)
+            if n > MAX_OBJECTS:
+                raise TorchFileError(
+                    f"{path}: its objects expand to more than {MAX_OBJECTS:,} through shared "
+                    "references (a pickle bomb, not a weights file): refused"
+                )
+        expanded[id(o)] = n
+        return n
+
+    walk(obj, 0)
+    total = 0
+    for t in tensors.values():
+        t.storage.require(t.extent(path), path)
+        total += t.nbytes()
+    for s in raw_storages.values():
+        s.require(s.numel, path)
+        total += s.numel * s.stype.dtype.itemsize
+    if total > budget:
+        raise TorchFileError(
+            f"{path}: its tensors would take {total / 2**20:,.0f} MiB in memory, more than a "
+            f"{budget / 2**20:,.0f} MiB budget for a file of this size (tensors repeating or "
+            "broadcasting their storage): refused before reading any data"
+        )
+
+
+def _materialize(obj, path, done=None):
+    """Tensors as numpy arrays in the same containers; a shared object is converted once."""
+    done = {} if done is None else done
+    if id(obj) in done:
+        return done[id(obj)]
     if isinstance(obj, _LazyTensor):
-        return obj.materialize(path)
-    if isinstance(obj, _Storage):
-        return obj.array().copy()
-    if isinstance(obj, dict):
+        out = obj.materialize(path)
+    elif isinstance(obj, _Storage):
+        out = obj.array()[: obj.numel].copy()
+    elif isinstance(obj, dict):
         out = obj.__class__() if isinstance(obj, collections.OrderedDict) else {}
         for k, v in obj.items():
-            out[k] = _materialize(v, path)
-        return out
-    if isinstance(obj, list):
-        return [_materialize(v, path) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_materialize(v, path) for v in obj)
-    return obj
+            out[k] = _materialize(v, path, done)
+    elif isinstance(obj, list):
+        out = [_materialize(v, path, done) for v in obj]
+    elif isinstance(obj, tuple):
+        out = tuple(_materialize(v, path, done) for v in obj)
+    else:
+        return obj
+    done[id(obj)] = out
+    return out
 
 
-def _read_legacy(f, path):
+def _read_legacy(raw, path, budget):
+    f = io.BytesIO(raw)  # shares `raw`; storages below are views of it, copied when used
+
     def small_pickle():
-        return _RestrictedUnpickler(f, path).load()
+        return _load_pickle(f, raw, path)
 
     try:
         magic = small_pickle()
@@ -237,8 +427,12 @@ def _read_legacy(f, path):
     order = "<" if little else ">"
 
     storages = {}
-    obj = _RestrictedUnpickler(f, path, storages=storages).load()
+    obj = _load_pickle(f, raw, path, storages)
     keys = small_pickle()
+    if not isinstance(keys, list):
+        raise TorchFileError(f"{path}: malformed storage key list")
+    _check_graph(obj, path, budget)
+    file_size = len(raw)
     for key in keys:
         key = str(key)
         storage = storages.get(key)
@@ -249,54 +443,80 @@ def _read_legacy(f, path):
             raise TorchFileError(f"{path}: truncated before the data of storage {key!r}")
         (numel,) = struct.unpack(order + "q", head)
         dtype = storage.stype.dtype.newbyteorder(order)
-        raw = f.read(numel * dtype.itemsize)
-        if len(raw) != numel * dtype.itemsize:
-            raise TorchFileError(f"{path}: truncated inside the data of storage {key!r}")
-        storage.data = np.frombuffer(raw, dtype)
+        nbytes = numel * dtype.itemsize
+        if numel < storage.needed or nbytes > file_size - f.tell():
+            raise TorchFileError(
+                f"{path}: storage {key!r} records {numel} elements, its tensors need "
+                f"{storage.needed} and {file_size - f.tell()} bytes are left: truncated or corrupt"
+            )
+        storage.data = np.frombuffer(raw, dtype, count=numel, offset=f.tell())
+        f.seek(nbytes, io.SEEK_CUR)
     return obj
 
 
-def _read_zip(path):
+def _read_zip(path, budget):
     with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
+        names = set(zf.namelist())
         pkl = sorted((n for n in names if n.endswith("data.pkl")), key=len)
         if not pkl:
             raise TorchFileError(f"{path}: zip archive without a data.pkl: not a torch.save file")
         prefix = pkl[0][: -len("data.pkl")]
         order = "<"
         if prefix + "byteorder" in names:
-            order = "<" if zf.read(prefix + "byteorder").strip() == b"little" else ">"
-
-        def load_storage(storage):
+            with zf.open(prefix + "byteorder") as f:
+                order = "<" if f.read(16).strip() == b"little" else ">"
+        info = zf.getinfo(pkl[0])
+        if info.file_size > MAX_PICKLE_BYTES:
+            raise TorchFileError(
+                f"{path}: its {pkl[0]} declares {info.file_size / 2**20:,.0f} MiB, more than "
+                f"the {MAX_PICKLE_BYTES >> 20} MiB a weights file's pickle needs: refused"
+            )
+        with zf.open(info) as f:
+            raw = f.read(MAX_PICKLE_BYTES + 1)
+        storages = {}
+        obj = _load_pickle(io.BytesIO(raw), raw, path, storages)
+        _check_graph(obj, path, budget)
+        for storage in storages.values():
+            if storage.view is not None:
+                raise TorchFileError(f"{path}: storage views are not used in the zip format")
             name = f"{prefix}data/{storage.key}"
             if name not in names:
                 raise TorchFileError(f"{path}: missing storage record {name!r}")
             dtype = storage.stype.dtype.newbyteorder(order)
-            raw = zf.read(name)
-            if len(raw) < storage.numel * dtype.itemsize:
+            record = zf.getinfo(name)
+            if record.file_size < storage.numel * dtype.itemsize:
+                raise TorchFileError(
+                    f"{path}: storage record {name!r} is truncated ({record.file_size} bytes, "
+                    f"{storage.numel} x {dtype.itemsize} expected)"
+                )
+            # Only as far as its tensors reach: a record may declare (or inflate to) far more.
+            with zf.open(record) as f:
+                raw = f.read(storage.needed * dtype.itemsize)
+            if len(raw) != storage.needed * dtype.itemsize:
                 raise TorchFileError(f"{path}: storage record {name!r} is truncated")
-            storage.data = np.frombuffer(raw, dtype, count=storage.numel)
-
-        with zf.open(pkl[0]) as f:
-            data = io.BytesIO(f.read())
-        return _RestrictedUnpickler(data, path, storages={}, load_storage=load_storage).load()
+            storage.data = np.frombuffer(raw, dtype)
+        return obj
 
 
 def read_torch_file(path):
-    """Load a torch.save file's object (dicts, lists, tensors as numpy arrays), no PyTorch."""
+    """Load a torch.save file's object (dicts, lists, tensors as numpy arrays), no PyTorch.
+
+    Refuses files that would expand beyond the module's bounds (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (a PyTorch .pth / .pt weights file)")
+    budget = MAX_EXPANSION * path.stat().st_size + EXPANSION_SLACK
     try:
         if zipfile.is_zipfile(path):
-            obj = _read_zip(path)
+            obj = _read_zip(path, budget)
         else:
-            with open(path, "rb") as f:
-                obj = _read_legacy(f, path)
+            obj = _read_legacy(path.read_bytes(), path, budget)
     except UnsafeTorchFileError:
         raise
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as err:
         raise TorchFileError(f"{path}: corrupt or truncated torch.save file: {err}") from err
+    except RecursionError:
+        raise TorchFileError(f"{path}: objects nested too deep: refused") from None
     return _materialize(obj, path)
 
 
