@@ -4,18 +4,25 @@ import keras
 import numpy as np
 import pytest
 
-from pynet_bokeh import build_pynet, load_tf1_checkpoint
-from pynet_bokeh.errors import WeightsMismatchError
+from pynet_bokeh import build_pynet
+from pynet_bokeh.errors import UsageError, WeightsMismatchError
 from pynet_bokeh.render.controls import signed_defocus
+from pynet_bokeh.renderers import get_renderer, renderer_class
 from pynet_bokeh.weights.tf1 import expand_input_kernel
 
 INPUT_LAYER = "level3_enc_conv3a"
 
 
 @pytest.fixture(scope="module")
-def loaded(tf1_prefix):
+def renderer(tf1_prefix):
+    """The registry's method, loading the authors' checkpoint prefix (as --weights does)."""
     keras.utils.set_random_seed(0)
-    return load_tf1_checkpoint(build_pynet(input_channels=5), tf1_prefix)
+    return get_renderer("pynet-controllable", weights=str(tf1_prefix))
+
+
+@pytest.fixture(scope="module")
+def loaded(renderer):
+    return renderer.model
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +104,25 @@ def test_signed_defocus_values():
     d = np.array([0.0, 0.25, 0.5, 1.0], np.float32)
     np.testing.assert_allclose(signed_defocus(d, 0.5, 32.0, 64.0), [-0.25, -0.125, 0.0, 0.25])
     np.testing.assert_allclose(signed_defocus(d, 0.0, 256.0, 64.0), [0.0, 1.0, 1.0, 1.0])
+
+
+def test_renderer_takes_focus_and_blur_and_is_the_authors_at_load(loaded):
+    cls = renderer_class("pynet-controllable")
+    renderer = cls(model=loaded, level=5)  # a coarse level: a small graph to trace
+    assert (cls.takes_focus, cls.takes_blur, cls.needs_depth) == (True, True, True)
+    assert cls.training_task == "pynet_bokeh.training.controllable_task"
+    rng = np.random.default_rng(0)
+    photo = rng.uniform(0, 1, (64, 96, 3)).astype(np.float32)
+    depth = np.tile(np.linspace(0, 1, 48, dtype=np.float32), (32, 1))
+    a = renderer.render(photo, depth, focus=(10, 10), blur=0.0)
+    b = renderer.render(photo, depth, focus_disparity=0.9, blur=60.0)
+    assert a.shape == photo.shape
+    np.testing.assert_allclose(a, b, atol=1e-5)  # untrained: the control changes nothing yet
+    assert np.abs(a - photo).mean() > 0.05
+    with pytest.raises(UsageError, match="--blur"):
+        renderer.render(photo, depth, blur=-1)
+
+
+def test_renderer_needs_weights():
+    with pytest.raises(UsageError, match="needs --weights"):
+        get_renderer("pynet-controllable")
