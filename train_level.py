@@ -26,6 +26,7 @@ TASK_MODULES = {
     "pynet": None,
     "deeplens": "pynet_bokeh.training.deeplens_task",
     "bradcn": "pynet_bokeh.training.bradcn_task",
+    "pynet-controllable": "pynet_bokeh.training.controllable_task",
 }
 
 flags.DEFINE_enum("model", "pynet", sorted(TASK_MODULES), "Which network to train.")
@@ -75,6 +76,15 @@ flags.DEFINE_string(
 flags.DEFINE_bool("no_vgg", False, "Level 1 without the VGG term (an ablation).")
 flags.DEFINE_bool("skip_bad", False, "Leave out broken pairs instead of stopping.")
 flags.DEFINE_integer("seed", 0, "Seed of the data pipeline.")
+flags.DEFINE_string(
+    "ebb_dir",
+    None,
+    "pynet-controllable: EBB! root whose pairs join the synthetic set, with controls estimated "
+    "by `python -m pynet_bokeh.data.controls EBB/`.",
+)
+flags.DEFINE_float(
+    "ebb_fraction", 0.0, "pynet-controllable: share of training samples drawn from --ebb_dir."
+)
 
 SYNTHETIC_SET = {"n_train": 64, "n_test": 8, "size": (256, 384)}
 SYNTHETIC_CHECKPOINT_EVERY = 100
@@ -197,6 +207,7 @@ def main(argv):
         lambda record: "Sharding callback" not in record.getMessage()
     )
     from pynet_bokeh.data.ebb import EbbValidationError
+    from pynet_bokeh.errors import PynetBokehError
     from pynet_bokeh.training.checkpointing import WeightsMismatchError
     from pynet_bokeh.training.pynet_task import HandOffError
     from pynet_bokeh.training.trainer import NonFiniteLossError, Trainer
@@ -212,6 +223,7 @@ def main(argv):
         WeightsMismatchError,
         NonFiniteLossError,
         FileNotFoundError,
+        PynetBokehError,
     ) as err:
         print(f"\nerror: {err}", file=sys.stderr, flush=True)
         return 1

@@ -40,12 +40,9 @@ class ControllablePyNetRenderer(PyNetRenderer):
     weights_formats = WEIGHTS_FORMATS
     training_task = "pynet_bokeh.training.controllable_task"
 
-    def __init__(self, weights=None, level=1, model=None):
-        if model is None and weights is None:
-            raise UsageError(f"--method {self.name} needs --weights ({', '.join(WEIGHTS_FORMATS)})")
-        if model is None:
-            model = load_controllable(weights)
-        super().__init__(weights, level=level, model=model)
+    @classmethod
+    def load(cls, weights):
+        return load_controllable(weights)
 
     def _render(self, photo, depth, controls):
         from pynet_bokeh.inference import render_bokeh
