@@ -234,3 +234,48 @@ def format_table(report) -> str:
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def renderers_from_specs(specs, level=1):
+    """{label: Renderer} from `name` or `name=WEIGHTS` entries (registry methods); `level` goes
+    to the methods that take one (PyNET's)."""
+    import inspect
+
+    from pynet_bokeh.renderers import renderer_class
+
+    renderers = {}
+    for spec in specs:
+        name, _, weights = str(spec).partition("=")
+        cls = renderer_class(name.strip())
+        options = {}
+        if "level" in inspect.signature(cls.__init__).parameters:
+            options["level"] = level
+        if cls.needs_weights and not weights:
+            raise BadDataError(f"--control_methods {spec}: {name} needs weights, as {name}=PATH")
+        renderer = cls(weights or None, **options)
+        renderers[renderer.label] = renderer
+    return renderers
+
+
+def write_report(report, out_dir, source=""):
+    """`control_checks.json` and `control_checks.md` (the table and how to read it) in
+    `out_dir`, written atomically; returns the Markdown path."""
+    import json
+    import os
+
+    from pynet_bokeh.files import write_text_atomic
+
+    os.makedirs(out_dir, exist_ok=True)
+    write_text_atomic(
+        os.path.join(out_dir, "control_checks.json"), json.dumps(report, indent=1) + "\n"
+    )
+    path = os.path.join(out_dir, "control_checks.md")
+    text = (
+        f"# Control checks{f' on {source}' if source else ''}\n\n{format_table(report)}\n\n"
+        "Refocus gain: Laplacian-variance ratio of the in-focus region over the far one, "
+        "relative to the photo's (1 = no selective blur; the target row is the reference). "
+        "Monotonic blur: share of images whose out-of-focus detail never grows along the K "
+        f"sweep {list(SWEEP)} px (the last column: mean detail, 1 = the photo's).\n"
+    )
+    write_text_atomic(path, text)
+    return path

@@ -146,7 +146,9 @@ def known_controls(params_path) -> tuple[float, float]:
     """(d_f, K) of a synthetic sample from its `params/<stem>.json` (K in full-res pixels)."""
     try:
         p = json.loads(Path(params_path).read_text())
-        return float(p["focus_depth01"]), float(p["aperture_depth01"]) * max(p["size"])
+        # Clipped: float rounding puts the nearest layer's focus a hair above 1.
+        focus = min(max(float(p["focus_depth01"]), 0.0), 1.0)
+        return focus, float(p["aperture_depth01"]) * max(p["size"])
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise BadDataError(f"{params_path}: not a synthetic params file ({err})") from None
 
