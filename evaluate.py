@@ -1,4 +1,4 @@
-"""Metrics and a visual report for a bokeh model, beside the identity and classical baselines.
+"""Metrics and a visual report for a bokeh method, beside the identity and classical baselines.
 
     # An EBB!-layout test split, with targets: PSNR / SSIM / MS-SSIM, CSV, JSON, report, panels
     python evaluate.py --weights runs/pynet/level_1/final.weights.h5 \
@@ -8,15 +8,36 @@
         --compare_weights runs/pynet/level_1/final.weights.h5 --dataset_dir EBB --out_dir eval/cmp
     # photos + depth maps without targets: outputs and panels only
     python evaluate.py --weights final.weights.h5 --photos_dir shots/ --out_dir eval/shots
+    # any method of the registry, with the shared controls where it takes them
+    python evaluate.py --model classical --blur 24 --dataset_dir EBB --out_dir eval/classical
 
 Inference is at full resolution (reflection padding to a multiple of 32, cropped back).
 Scores follow the authors (32-px border removed; --protocol aim2020 scores a centre crop).
 """
 
-import numpy as np
-from absl import app, flags, logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ log lines, unless asked for
+
+from absl import app, flags, logging  # noqa: E402
+
+from pynet_bokeh.cli import flags as cli_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
+
+EVALUATE_FLAGS = (
+    "method",
+    "weights",
+    "level",
+    "bradcn_config",
+    "aperture",
+    "focus",
+    "focus_disparity",
+    "blur",
+    "dataset_dir",
+    "depth_dir",
+    "output_dir",
+)
 
 
 def define_flags(fv=FLAGS):
@@ -25,50 +46,39 @@ def define_flags(fv=FLAGS):
     Defined on demand rather than at import, so that the scripts (which share flag
     names) can be imported together, e.g. by one test session.
     """
-    flags.DEFINE_enum(
-        "model",
-        "pynet",
-        ["pynet", "deeplens", "bradcn"],
-        "Which network the checkpoint holds (deeplens: focus at the photo's centre, "
-        "--aperture; bradcn: --weights from train_level.py, its own depth).",
-        flag_values=fv,
-    )
-    flags.DEFINE_float("aperture", 0.5, "DeepLens aperture in [0, 1].", flag_values=fv)
-    flags.DEFINE_enum(
-        "bradcn_config", "paper", ["paper", "tiny"], "BRADCN configuration.", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "weights", None, "This package's weights file (.weights.h5 / .keras).", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "tf1_checkpoint", None, "The authors' TF1 checkpoint prefix instead.", flag_values=fv
-    )
+    cli_flags.define_absl(fv, EVALUATE_FLAGS)
     flags.DEFINE_string(
         "compare_weights", None, "A second weights file, scored in the same report.", flag_values=fv
     )
-    flags.DEFINE_string(
-        "compare_tf1_checkpoint", None, "A second TF1 checkpoint prefix to compare.", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "dataset_dir", None, "EBB!-layout root (ROOT/<split>/original, ...).", flag_values=fv
-    )
+    flags.DEFINE_alias("compare_tf1_checkpoint", "compare_weights", flag_values=fv)
     flags.DEFINE_string("split", "test", "Split of --dataset_dir to score.", flag_values=fv)
     flags.DEFINE_string(
         "photos_dir", None, "Photos without targets (instead of --dataset_dir).", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "depth_dir", None, "Depth maps for --photos_dir (default: found beside).", flag_values=fv
-    )
-    flags.DEFINE_integer(
-        "level", 1, "PyNET level to run (1 = full size; others upsampled).", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "out_dir", None, "Folder for the CSV, JSON, report and panels.", flag_values=fv
     )
     flags.DEFINE_integer(
         "num_panels", 4, "Side-by-side panels for the first N images.", flag_values=fv
     )
     flags.DEFINE_integer("limit", None, "Evaluate only the first N images.", flag_values=fv)
+    flags.DEFINE_bool(
+        "control_checks",
+        False,
+        "Also check the controls on --dataset_dir (a synthetic set with params/*.json): "
+        "PSNR/SSIM per blur bucket, refocus gain, monotonic blur (control_checks.md).",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "control_methods",
+        [],
+        "Extra methods for the control checks, NAME or NAME=WEIGHTS (e.g. pynet=runs/pynet).",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "control_downscale",
+        None,
+        "Score the control checks at 1/N of the photo's size (default: --level's resolution, "
+        "2**(level - 1)).",
+        flag_values=fv,
+    )
     flags.DEFINE_list(
         "baselines", ["identity", "classical"], "Baselines to score (empty: none).", flag_values=fv
     )
@@ -94,51 +104,34 @@ def define_flags(fv=FLAGS):
     return fv
 
 
-def load_renderer(model, weights, tf1_checkpoint, level, aperture=0.5, config="paper"):
-    """Dispatch point for --model: returns (method label, renderer(photo, depth) -> image).
-
-    Another network goes here with its own loader and renderer.
-    """
-    from pathlib import Path
-
+def load_renderers(opts):
+    """{label: renderer(photo, depth)}: `--model` with `--weights` (and `--compare_weights`),
+    then the baselines; the controls go to the methods that take them."""
     from pynet_bokeh import evaluation
+    from pynet_bokeh.errors import UsageError
 
-    if model == "pynet":
-        from pynet_bokeh.checkpoints import load_pynet
-
-        net = load_pynet(weights=weights, tf1_checkpoint=tf1_checkpoint)
-        label = f"pynet L{level} ({Path(weights or tf1_checkpoint).name})"
-        return label, evaluation.model_renderer(net, level)
-    if (weights is None) == (tf1_checkpoint is None):
-        raise app.UsageError(f"--model {model} needs exactly one of --weights / --tf1_checkpoint")
-    name = Path(weights or tf1_checkpoint).name
-    if model == "deeplens":
-        from pynet_bokeh import image_io
-        from pynet_bokeh.models.deeplens import (
-            build_deeplens,
-            load_deeplens_checkpoint,
-            render_deeplens,
-        )
-
-        net = load_deeplens_checkpoint(build_deeplens(), weights or tf1_checkpoint)
-
-        def render(photo, depth):
-            # DeepLens predicts its own depth and caps the long side at 1280: back to full size.
-            image, _ = render_deeplens(net, photo, aperture=aperture)
-            return np.clip(image_io.resize_bicubic(image, photo.shape[:2]), 0.0, 1.0)
-
-        return f"deeplens A={aperture:g} ({name})", render
-    if model == "bradcn":
-        if weights is None:
-            raise app.UsageError(
-                "--model bradcn takes --weights (train_level.py's final.weights.h5)"
-            )
-        from pynet_bokeh.models.bradcn import load_bradcn
-        from pynet_bokeh.renderers.bradcn import render_bradcn
-
-        net = load_bradcn(weights, config=config)
-        return f"bradcn ({name})", lambda photo, depth: render_bradcn(net, photo)
-    raise app.UsageError(f"--model {model!r} has no loader in evaluate.load_renderer")
+    controls = cli_flags.controls_from_flags(opts)
+    renderers, settings = {}, {"model": opts.method, "level": opts.level}
+    weights = [(opts.weights, "checkpoint")]
+    if opts.compare_weights:
+        weights.append((opts.compare_weights, "compare"))
+    for path, key in weights:
+        renderer = cli_flags.renderer_from_flags(opts, weights=path)
+        renderer.check_controls(**controls)
+        label = renderer.label
+        if label in renderers:
+            label += f" [{key}]"
+        renderers[label] = evaluation.method_renderer(renderer, **controls)
+        if path is not None:
+            settings[key] = path
+    unknown = set(opts.baselines) - set(evaluation.baseline_renderers())
+    if unknown:
+        raise UsageError(f"--baselines: unknown {sorted(unknown)}; use identity, classical")
+    baselines = evaluation.baseline_renderers(**controls)
+    for name in opts.baselines:
+        if name not in renderers:
+            renderers[name] = baselines[name]
+    return renderers, settings
 
 
 def main(argv, flag_values=FLAGS):
@@ -146,20 +139,19 @@ def main(argv, flag_values=FLAGS):
     del argv
     opts = flag_values
     from pynet_bokeh import evaluation
+    from pynet_bokeh.errors import UsageError
 
-    if opts.out_dir is None:
-        raise app.UsageError("--out_dir is required")
+    if opts.output_dir is None:
+        raise UsageError("--out_dir is required: the folder the report goes to")
     if (opts.dataset_dir is None) == (opts.photos_dir is None):
-        raise app.UsageError("give exactly one of --dataset_dir (with targets) or --photos_dir")
-    unknown = set(opts.baselines) - set(evaluation.baseline_renderers())
-    if unknown:
-        raise app.UsageError(f"--baselines: unknown {sorted(unknown)}; use identity, classical")
+        raise UsageError("give exactly one of --dataset_dir (with targets) or --photos_dir")
     try:
         crop_size = tuple(int(v) for v in opts.crop_size)
         assert len(crop_size) == 2
     except (ValueError, AssertionError):
-        raise app.UsageError(f"--crop_size must be H,W, got {opts.crop_size}") from None
+        raise UsageError(f"--crop_size must be H,W, got {opts.crop_size}") from None
 
+    renderers, settings = load_renderers(opts)
     if opts.dataset_dir is not None:
         samples = evaluation.dataset_samples(opts.dataset_dir, opts.split, opts.limit)
         source = f"{opts.dataset_dir} ({opts.split})"
@@ -167,27 +159,12 @@ def main(argv, flag_values=FLAGS):
         samples = evaluation.folder_samples(opts.photos_dir, opts.depth_dir, opts.limit)
         source = opts.photos_dir
 
-    renderers, settings = {}, {"model": opts.model, "level": opts.level}
-    checkpoints = [(opts.weights, opts.tf1_checkpoint, "checkpoint")]
-    if opts.compare_weights or opts.compare_tf1_checkpoint:
-        checkpoints.append((opts.compare_weights, opts.compare_tf1_checkpoint, "compare"))
-    for weights, tf1, key in checkpoints:
-        label, render = load_renderer(
-            opts.model, weights, tf1, opts.level, aperture=opts.aperture, config=opts.bradcn_config
-        )
-        if label in renderers:
-            label += f" [{key}]"
-        renderers[label] = render
-        settings[key] = weights or tf1
-    for name in opts.baselines:
-        renderers[name] = evaluation.baseline_renderers()[name]
-
     save = opts.save_outputs if opts.save_outputs is not None else opts.photos_dir is not None
     logging.info("Evaluating %d images with %s", len(samples), ", ".join(renderers))
     summary = evaluation.evaluate(
         renderers,
         samples,
-        opts.out_dir,
+        opts.output_dir,
         num_panels=opts.num_panels,
         protocol=opts.protocol,
         border=opts.border,
@@ -196,7 +173,7 @@ def main(argv, flag_values=FLAGS):
         source=source,
         settings=settings,
     )
-    print(f"\n{summary['count']} images -> {opts.out_dir}/report.md")
+    print(f"\n{summary['count']} images -> {opts.output_dir}/report.md")
     for name, m in summary["methods"].items():
         if summary["has_targets"]:
             print(
@@ -205,13 +182,44 @@ def main(argv, flag_values=FLAGS):
             )
         else:
             print(f"  {name:40s} {m['seconds']:.2f} s/image")
+    if opts.control_checks:
+        run_control_checks(opts)
     if summary["failures"]:
         print(f"  {len(summary['failures'])} image(s) failed: see report.md")
+        return 1
+    return 0
+
+
+def run_control_checks(opts):
+    """The control checks of `--method` (and its --compare_weights), --control_methods and
+    the classical renderer, written to control_checks.md / .json in --out_dir."""
+    from pynet_bokeh import control_checks
+    from pynet_bokeh.errors import UsageError
+
+    if opts.dataset_dir is None:
+        raise UsageError("--control_checks needs --dataset_dir (a set with params/*.json)")
+    renderers = {}
+    for path in (opts.weights, opts.compare_weights):
+        if path is not None or not renderers:
+            renderer = cli_flags.renderer_from_flags(opts, weights=path)
+            renderers[renderer.label] = renderer
+    specs = list(opts.control_methods) + [b for b in opts.baselines if b not in renderers]
+    renderers.update(control_checks.renderers_from_specs(specs, level=opts.level))
+    downscale = opts.control_downscale or 2 ** (opts.level - 1)
+    report = control_checks.control_report(
+        renderers, opts.dataset_dir, opts.split, downscale=downscale, limit=opts.limit
+    )
+    path = control_checks.write_report(
+        report, opts.output_dir, f"{opts.dataset_dir} ({opts.split}), 1/{downscale} size"
+    )
+    print(f"\ncontrol checks -> {path}\n{control_checks.format_table(report)}")
 
 
 def run():
+    from pynet_bokeh.cli.errors import absl_main
+
     define_flags()
-    app.run(main)
+    app.run(lambda argv: absl_main(main, argv))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,13 @@ scene) through Keras and LiteRT and prints size, max abs difference, PSNR and CP
 `<output>.json` beside the model records the tensor layout (see docs/android.md).
 """
 
-import numpy as np
-from absl import app, flags, logging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ log lines, unless asked for
+
+from absl import app, flags, logging  # noqa: E402
+
+from pynet_bokeh.cli import flags as cli_flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -25,33 +30,12 @@ def define_flags(fv=FLAGS):
     Defined on demand rather than at import, so that the scripts (which share flag
     names) can be imported together, e.g. by one test session.
     """
-    flags.DEFINE_enum(
-        "model",
-        "pynet",
-        ["pynet", "deeplens", "bradcn"],
-        "Which network the checkpoint holds. deeplens: --tf1_checkpoint is the authors' release "
-        "or --weights a training stage's final.weights.h5; --height/--width are the photo's "
-        "size (long side <= 1280). bradcn: --weights is train_level.py's final.weights.h5; "
-        "--height/--width the half-size RGB input.",
-        flag_values=fv,
-    )
-    flags.DEFINE_enum(
-        "bradcn_config", "paper", ["paper", "tiny"], "BRADCN configuration.", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "weights", None, "This package's weights file (.weights.h5 / .keras).", flag_values=fv
-    )
-    flags.DEFINE_string(
-        "tf1_checkpoint", None, "The authors' TF1 checkpoint prefix instead.", flag_values=fv
-    )
+    cli_flags.define_absl(fv, ("method", "weights", "level", "bradcn_config", "depth_dir"))
     flags.DEFINE_string(
         "output", None, "The .tflite file to write (a .json is written beside it).", flag_values=fv
     )
     flags.DEFINE_enum(
         "quantization", "none", ["none", "fp16", "dynamic", "int8"], "Quantization.", flag_values=fv
-    )
-    flags.DEFINE_integer(
-        "level", 1, "PyNET level: 1 (output 2x the input) or 2 (the input's size).", flag_values=fv
     )
     flags.DEFINE_integer(
         "height", 512, "Input height (half the photo's; multiple of 32).", flag_values=fv
@@ -71,9 +55,6 @@ def define_flags(fv=FLAGS):
         "Photos + EBB! depth maps (int8 calibration, check).",
         flag_values=fv,
     )
-    flags.DEFINE_string(
-        "depth_dir", None, "Depth maps of --calibration_dir if not found beside.", flag_values=fv
-    )
     flags.DEFINE_integer("num_calibration", 16, "Photos used for int8 calibration.", flag_values=fv)
     flags.DEFINE_bool(
         "check", True, "Run the Keras vs LiteRT parity and latency check.", flag_values=fv
@@ -87,79 +68,35 @@ def define_flags(fv=FLAGS):
     return fv
 
 
-def load_export_model(model, weights, tf1_checkpoint, height=512, width=768, config="paper"):
-    """Dispatch point for --model: returns (model, extra keyword arguments for export_tflite).
-
-    Another network goes here with its loader, its `input_specs` and a `metadata` description
-    of its inputs.
-    """
-    if model == "pynet":
-        from pynet_bokeh.checkpoints import load_pynet
-
-        return load_pynet(weights=weights, tf1_checkpoint=tf1_checkpoint), {}
-    if (weights is None) == (tf1_checkpoint is None):
-        raise app.UsageError(f"--model {model} needs exactly one of --weights / --tf1_checkpoint")
-    if model == "deeplens":
-        from pynet_bokeh.models.deeplens import (
-            build_deeplens,
-            deeplens_export_spec,
-            load_deeplens_checkpoint,
-        )
-
-        net = load_deeplens_checkpoint(build_deeplens(), weights or tf1_checkpoint)
-        return deeplens_export_spec(net, height, width)
-    if model == "bradcn":
-        if weights is None:
-            raise app.UsageError(
-                "--model bradcn takes --weights (train_level.py's final.weights.h5)"
-            )
-        import tensorflow as tf
-
-        from pynet_bokeh.models.bradcn import load_bradcn, render_stage_model
-
-        net = render_stage_model(load_bradcn(weights, config=config))
-        specs = {"rgb": tf.TensorSpec([1, height, width, 3], tf.float32, name="rgb")}
-        rng = np.random.default_rng(0)
-        feeds = {"rgb": rng.random((1, height, width, 3)).astype(np.float32)}
-        metadata = {
-            "model": "bradcn",
-            "inputs_meaning": {"rgb": "RGB photo in [0, 1], NHWC, at half the photo's size"},
-            "outputs_meaning": {
-                "bokeh": "RGB bokeh in [0, 1] at the input's size; upsample x2 (bilinear) to "
-                "the photo's size as the paper does"
-            },
-        }
-        return net, {"input_specs": specs, "parity_feeds": feeds, "metadata": metadata}
-    raise app.UsageError(f"--model {model!r} has no loader in export_tflite.load_export_model")
+def load_export_model(opts):
+    """(model or callable, keyword arguments for export_tflite) of `--model`: the registry
+    method's export spec (its inputs, parity feeds and a description for the JSON)."""
+    renderer = cli_flags.renderer_from_flags(opts)
+    return renderer.export_spec(opts.height, opts.width)
 
 
 def main(argv, flag_values=FLAGS):
     """The program; `flag_values` holds the parsed flags (see `define_flags`)."""
     del argv
     opts = flag_values
+    from pynet_bokeh.errors import UsageError
     from pynet_bokeh.export import export_tflite, metadata_path
 
     if not opts.output or not opts.output.endswith(".tflite"):
-        raise app.UsageError("--output FILE.tflite is required")
+        raise UsageError("--output FILE.tflite is required")
     if opts.quantization == "int8" and not opts.calibration_dir:
-        raise app.UsageError(
+        raise UsageError(
             "--quantization int8 needs --calibration_dir: a folder of photos with their EBB! "
             "depth maps (e.g. images/ + depth_maps/), as the app will feed them"
         )
-    if opts.model != "pynet" and opts.quantization == "int8":
-        raise app.UsageError(
-            f"--quantization int8 is calibrated on photos + depth maps for PyNET only; for "
-            f"--model {opts.model} use none, fp16 or dynamic"
+    model, extra = load_export_model(opts)
+    if opts.quantization == "int8" and "input_specs" in extra:
+        raise UsageError(
+            "--quantization int8 is calibrated on photos + depth maps for PyNET only (an RGB + "
+            f"depth input); for --model {opts.method} use none, fp16 or dynamic"
         )
-    model, extra = load_export_model(
-        opts.model,
-        opts.weights,
-        opts.tf1_checkpoint,
-        height=opts.height,
-        width=opts.width,
-        config=opts.bradcn_config,
-    )
-    logging.info("Exporting %s level %d (%s) ...", opts.model, opts.level, opts.quantization)
+    extra.setdefault("level", opts.level)
+    logging.info("Exporting %s (%s) ...", opts.method, opts.quantization)
     info = export_tflite(
         model,
         opts.output,
@@ -168,7 +105,6 @@ def main(argv, flag_values=FLAGS):
         width=opts.width,
         dynamic=opts.dynamic,
         calibration_dir=opts.calibration_dir,
-        level=opts.level,
         depth_dir=opts.depth_dir,
         num_calibration=opts.num_calibration,
         check=opts.check,
@@ -203,8 +139,10 @@ def main(argv, flag_values=FLAGS):
 
 
 def run():
+    from pynet_bokeh.cli.errors import absl_main
+
     define_flags()
-    app.run(main)
+    app.run(lambda argv: absl_main(main, argv))
 
 
 if __name__ == "__main__":

@@ -82,30 +82,35 @@ def folder_samples(photos_dir, depth_dir=None, limit=None):
     return samples[:limit] if limit else samples
 
 
-def model_renderer(model, level=1):
-    """A PyNET (full model or level model) as a renderer at full resolution (`render_bokeh`)."""
-    from pynet_bokeh.inference import render_bokeh
+def method_renderer(renderer, focus=None, focus_disparity=None, blur=None):
+    """A registry `Renderer` as an evaluation renderer `(photo, depth) -> image`: the depth map
+    goes to methods that need it; the controls to methods that take them."""
+    controls = {}
+    if renderer.takes_focus:
+        controls.update(focus=focus, focus_disparity=focus_disparity)
+    if renderer.takes_blur:
+        controls["blur"] = blur
 
     def render(photo, depth):
-        return render_bokeh(model, photo, depth, level)
+        return renderer.render(photo, depth if renderer.needs_depth else None, **controls)
 
     return render
 
 
-def identity_renderer(photo, depth):
-    """The do-nothing baseline: the all-in-focus photo itself."""
-    return photo
+def model_renderer(model, level=1):
+    """A PyNET (full model or level model) as a renderer at full resolution (`render_bokeh`)."""
+    from pynet_bokeh.renderers.pynet import PyNetRenderer
+
+    return method_renderer(PyNetRenderer(model=model, level=level))
 
 
-def classical_renderer(photo, depth):
-    """The non-learned baseline: depth-driven defocus with automatic focus on the centre."""
-    from pynet_bokeh.render.classical import render_bokeh_baseline
+def baseline_renderers(**controls):
+    """{name: renderer} of the weight-free methods scored beside every model."""
+    from pynet_bokeh.renderers import get_renderer
 
-    return render_bokeh_baseline(photo, depth)
-
-
-def baseline_renderers():
-    return {"identity": identity_renderer, "classical": classical_renderer}
+    return {
+        name: method_renderer(get_renderer(name), **controls) for name in ("identity", "classical")
+    }
 
 
 def _match_target(out, target, stem, name):

@@ -12,10 +12,11 @@ import imageio.v3 as iio
 import numpy as np
 import tensorflow as tf
 
+from pynet_bokeh.errors import BadDataError
 from pynet_bokeh.files import atomic_path
 
 
-class ImageFileError(ValueError):
+class ImageFileError(BadDataError):
     """An image file is missing, unreadable, truncated or in the wrong format."""
 
 

@@ -7,11 +7,11 @@ pad is cut from the output, which is written at the photo's own resolution.
 import logging
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from pynet_bokeh import image_io
+from pynet_bokeh.errors import BadDataError
 from pynet_bokeh.models.pynet import level_model, level_scale
 from pynet_bokeh.render.controls import signed_defocus
 
@@ -21,7 +21,7 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEPTH_DIR_NAMES = ("original_depth", "depth_maps", "depth")
 
 
-class DepthMapMissingError(FileNotFoundError):
+class DepthMapMissingError(BadDataError, FileNotFoundError):
     """A photo has no depth map; the message says how to make one."""
 
 
@@ -123,44 +123,3 @@ def list_photos(inputs):
             seen.add(p.resolve())
             unique.append(p)
     return unique
-
-
-def render_files(
-    model, inputs, output_dir, depth_dir=None, level=1, suffix=".png", overwrite=False
-):
-    """Renders every photo in `inputs` into `output_dir` as `<stem><suffix>`.
-
-    Never writes over an input; skips outputs that exist unless `overwrite` (so an interrupted
-    run resumes). A failing photo is logged and the rest go on. Returns (written, failures),
-    failures being (photo, message) pairs.
-    """
-    photos = list_photos(inputs)
-    if not photos:
-        raise FileNotFoundError(f"No JPEG/PNG photos found in {', '.join(map(str, inputs))}.")
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    input_paths = {p.resolve() for p in photos}
-    written, failures = [], []
-    progress = keras.utils.Progbar(len(photos), unit_name="photo")
-    for i, photo_path in enumerate(photos):
-        out_path = output_dir / f"{photo_path.stem}{suffix}"
-        try:
-            if out_path.resolve() in input_paths:
-                raise ValueError(
-                    f"output {out_path} would overwrite an input photo; choose another "
-                    "--output_dir or --format."
-                )
-            if out_path.exists() and not overwrite:
-                log.info("%s exists, skipped (use --overwrite to redo it).", out_path)
-            else:
-                depth_path = find_depth_map(photo_path, depth_dir)
-                photo = image_io.read_photo(photo_path)
-                depth = image_io.read_depth(depth_path)
-                out = render_bokeh(model, photo, depth, level, depth_name=str(depth_path))
-                image_io.write_image(out_path, out)
-                written.append(out_path)
-        except (OSError, ValueError) as err:
-            failures.append((photo_path, str(err)))
-            log.error("%s: %s", photo_path, err)
-        progress.update(i + 1)
-    return written, failures

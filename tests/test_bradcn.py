@@ -271,6 +271,37 @@ def test_stage_adcn_then_render_losses_fall(synthetic_set, tmp_path):
         assert after < 0.8 * before, (stage, before, after)
 
 
+def test_render_msssim_step_from_given_weights(synthetic_set, tmp_path):
+    """One render_msssim step in the default suite: the stage starts from --init_from weights
+    (no render stage run before), its loss has the MS-SSIM term, and the step writes weights
+    that differ from the start."""
+    from pynet_bokeh.training.bradcn_task import BradcnTask
+    from pynet_bokeh.training.checkpointing import read_weights_by_name, save_weights
+    from pynet_bokeh.training.trainer import TrainConfig, Trainer
+
+    knobs = dict(inject_encoder="light", freeze_depth=True)
+    keras.utils.set_random_seed(0)
+    init = save_weights(build_bradcn("tiny", **knobs), tmp_path / "init.weights.h5")
+    task = BradcnTask(
+        "render_msssim", synthetic_set, tmp_path, config="tiny", init_from=init,
+        allow_untrained_depth=True, model_overrides=knobs,
+    )  # fmt: skip
+    config = TrainConfig(
+        work_dir=task.work_dir, steps=1, learning_rate=1e-3, checkpoint_every=1000,
+        eval_every=1000, eval_batches=0, verbose=False, run_eagerly=True,
+    )  # fmt: skip
+    trainer = Trainer(task, config)
+    trainer.setup()
+    x, y = next(iter(task.dataset("train", seed=1, repeat=False)))
+    terms = task.loss_terms(x, y, trainer.train_model(x, training=False))
+    assert sorted(terms) == ["l1", "ms_ssim"] and 0.0 < float(terms["ms_ssim"]) <= 1.0
+    result = trainer.run()
+    assert result.end_step == 1 and np.isfinite(result.last_loss)
+    start, end = read_weights_by_name(init), read_weights_by_name(result.final_weights)
+    changed = [n for n in end if any(np.any(a != b) for a, b in zip(start[n], end[n], strict=True))]
+    assert changed and not [n for n in changed if n.startswith("adcn_")]  # ADCN stays frozen
+
+
 @pytest.mark.slow
 def test_all_stages_paper_recipe_losses_fall(synthetic_set, tmp_path):
     """The paper's recipe on the tiny config (shared injection, depth net fine-tuned): adcn,
@@ -314,28 +345,29 @@ def test_tflite_export_builtin_ops(tmp_path):
 def test_task_from_flags_schedule_and_errors(tmp_path):
     from types import SimpleNamespace
 
-    from absl import app
-
+    from pynet_bokeh.errors import UsageError
     from pynet_bokeh.training.bradcn_task import task_from_flags
 
     flags = SimpleNamespace(
         stage="render_msssim", synthetic=False, dataset_dir=str(tmp_path), model_dir="runs/pynet",
         batch_size=None, patch_size=None, steps=None, learning_rate=None, eval_every=None,
         eval_batches=8, checkpoint_every=None, keep_checkpoints=3, init_from=None, strategy="default",
-        mixed_precision=False, skip_bad=False, seed=0,
+        mixed_precision=False, skip_bad=False, seed=0, run_eagerly=True, bradcn_config=None,
     )  # fmt: skip
     task, config = task_from_flags(flags)
     assert (task.config, task.patch_size, task.batch_size) == ("paper", 512, 1)
     assert (config.steps, config.learning_rate) == (30 * 4400, 5e-5)
     assert config.work_dir == "runs/bradcn/bradcn_render_msssim"
+    assert config.run_eagerly  # --run_eagerly reaches every method's config
+    assert config.checkpoint_every == 1000
     flags.stage, flags.steps = "adcn", 10
     task, config = task_from_flags(flags)
     assert (config.steps, config.learning_rate, task.image_hw) == (10, 1e-4, (480, 640))
     flags.stage = "depth"
-    with pytest.raises(app.UsageError, match="stages are adcn, render, render_msssim"):
+    with pytest.raises(UsageError, match="stages are adcn, render, render_msssim"):
         task_from_flags(flags)
     flags.stage, flags.dataset_dir = "adcn", None
-    with pytest.raises(app.UsageError, match="--dataset_dir"):
+    with pytest.raises(UsageError, match="--dataset_dir"):
         task_from_flags(flags)
 
 

@@ -5,22 +5,19 @@ weights (known answer: aperture 0 is the photo, the plane off focus blurs), with
 by --depth_dir; one run without --depth_dir exercises the depth network (random weights).
 """
 
+import re
+
 import numpy as np
 import pytest
-from absl import app, flags
 from deeplens_weights import init_layered_blur, save_deeplens_checkpoint
 
-from pynet_bokeh import deeplens_cli
-from pynet_bokeh.image_io import read_depth, read_photo, write_image
+from pynet_bokeh.cli import deeplens as deeplens_cli
+from pynet_bokeh.image_io import read_photo, write_image
 from pynet_bokeh.models.deeplens import build_deeplens
-
-FLAGS = flags.FLAGS
 
 
 def run_cli(*argv):
-    FLAGS.unparse_flags()
-    rest = FLAGS(["pynet-bokeh-deeplens", *map(str, argv)])
-    return deeplens_cli.main(rest)
+    return deeplens_cli.main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +57,6 @@ def test_aperture_sequence_beside_the_photo(checkpoint, scene):
         "scene_deeplens_a0.00.png",
         "scene_deeplens_a0.20.png",
         "scene_deeplens_a1.00.png",
-        "scene_deeplens_depth.png",
     ]
     assert photo_path.read_bytes() == before
     photo = read_photo(photo_path)
@@ -73,8 +69,6 @@ def test_aperture_sequence_beside_the_photo(checkpoint, scene):
         np.testing.assert_array_equal(out[near], photo[near])  # focused at (10, 20): near
     energies = [energy(o[far]) for o in outs]
     assert energies[0] > energies[1] > energies[2]
-    depth = read_depth(scene / "photos" / "scene_deeplens_depth.png")
-    assert depth.shape == (40, 96) and depth[0, 0] == 1.0 and abs(depth[0, -1] - 0.6) < 1 / 255
 
 
 def test_focus_depth_and_output_dir(checkpoint, scene):
@@ -86,7 +80,6 @@ def test_focus_depth_and_output_dir(checkpoint, scene):
     assert rc == 0
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "scene_deeplens_a1.00.jpg",
-        "scene_deeplens_depth.png",
     ]
     out = read_photo(out_dir / "scene_deeplens_a1.00.jpg")
     photo = read_photo(scene / "photos" / "scene.png")
@@ -103,7 +96,6 @@ def test_depth_network_path(checkpoint, scene):
     assert rc == 0
     out = read_photo(scene / "o" / "scene_deeplens_a0.50.png")
     assert out.shape == (40, 96, 3)
-    assert (scene / "o" / "scene_deeplens_depth.png").is_file()
 
 
 @pytest.mark.parametrize(
@@ -111,32 +103,36 @@ def test_depth_network_path(checkpoint, scene):
     [
         (["--focus", "1,2", "--focus_depth", "0.5"], "either --focus X,Y or --focus_depth"),
         (["--focus", "middle"], "--focus must be X,Y"),
-        (["--aperture", "1.5"], r"--aperture must lie in \[0, 1\], got 1.5"),
-        (["--focus_depth", "2"], r"--focus_depth must lie in \[0, 1\]"),
+        (["--aperture", "1.5"], r"--aperture 1.5: DeepLens' aperture lies in \[0, 1\]"),
+        (["--focus_depth", "2"], r"--focus_disparity 2.0: the depth map's values run from 0"),
     ],
 )
-def test_flag_errors(checkpoint, scene, argv, match):
-    with pytest.raises(app.UsageError, match=match):
-        run_cli("--checkpoint", checkpoint, *argv, scene / "photos" / "scene.png")
+def test_flag_errors_are_one_line(checkpoint, scene, capsys, argv, match):
+    assert run_cli("--checkpoint", checkpoint, *argv, scene / "photos" / "scene.png") == 2
+    err = capsys.readouterr().err
+    assert re.search("error: .*" + match, err) and "Traceback" not in err
+    assert "is an alias of `pynet-bokeh render --method deeplens`" in err
 
 
-def test_argument_errors(checkpoint, scene, tmp_path):
-    with pytest.raises(app.UsageError, match="--checkpoint is required"):
-        run_cli(scene / "photos" / "scene.png")
-    with pytest.raises(app.UsageError, match="no photos given"):
-        run_cli("--checkpoint", checkpoint)
-    with pytest.raises(app.UsageError, match="'nope.jpg' does not exist"):
-        run_cli("--checkpoint", checkpoint, "nope.jpg")
-    # an input named like an output is never overwritten
-    clash = scene / "photos" / "scene_deeplens_depth.png"
+def test_argument_errors(checkpoint, scene, capsys):
+    with pytest.raises(SystemExit):
+        run_cli(scene / "photos" / "scene.png")  # no --checkpoint: argparse names it
+    assert "--checkpoint" in capsys.readouterr().err
+    assert run_cli("--checkpoint", checkpoint, "nope.jpg") == 2
+    assert "Input nope.jpg does not exist" in capsys.readouterr().err
+
+
+def test_an_input_named_like_an_output_is_never_overwritten(checkpoint, scene, capsys):
+    clash = scene / "photos" / "scene_deeplens_a0.50.png"
     write_image(clash, np.zeros((8, 8, 3), np.uint8))
-    with pytest.raises(app.UsageError, match="would overwrite an input photo"):
-        run_cli("--checkpoint", checkpoint, scene / "photos" / "scene.png", clash)
+    before = clash.read_bytes()
+    assert run_cli("--checkpoint", checkpoint, scene / "photos" / "scene.png", clash) == 1
+    assert "would overwrite an input photo" in capsys.readouterr().out
+    assert clash.read_bytes() == before
 
 
-def test_runtime_errors_return_2(checkpoint, scene, caplog):
+def test_runtime_errors_are_named(checkpoint, scene, capsys):
     assert run_cli("--checkpoint", scene / "missing", scene / "photos" / "scene.png") == 2
-    assert "DeepLens checkpoint not found" in caplog.text
+    assert "DeepLens checkpoint not found" in capsys.readouterr().err
     rc = run_cli("--checkpoint", checkpoint, "--focus", "500,2", scene / "photos" / "scene.png")
-    assert rc == 2 and "outside the photo" in caplog.text
-    assert not list((scene / "photos").glob("*deeplens*"))
+    assert rc == 1 and "--focus 500,2 lies outside the photo" in capsys.readouterr().out

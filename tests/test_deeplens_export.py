@@ -88,7 +88,7 @@ def test_export_scales():
     assert [export_scale(*s) for s in ((100, 639), (480, 640), (720, 1280))] == [1, 2, 4]
 
 
-@pytest.mark.slow  # the converter takes about a minute on a 2-core CPU
+# The one DeepLens conversion of the default suite (about a minute on a 2-core CPU).
 def test_tflite_builtin_ops_in_litert(exported, photo, tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 

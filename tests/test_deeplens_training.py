@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from absl import app
 from deeplens_weights import save_deeplens_checkpoint
 
+from pynet_bokeh.errors import UsageError
 from pynet_bokeh.models.deeplens import (
     build_deeplens,
     checkpoint_variables,
@@ -124,7 +124,7 @@ def test_task_from_flags_needs_stage():
     class Flags:
         stage = None
 
-    with pytest.raises(app.UsageError, match="needs --stage"):
+    with pytest.raises(UsageError, match="needs --stage"):
         task_from_flags(Flags)
 
 

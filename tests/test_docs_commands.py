@@ -38,21 +38,17 @@ def _known_flags():
     finally:
         sys.path.remove(str(REPO))
     from depth_tools import convert, generate
-    from pynet_bokeh import cli, deeplens_cli
-
-    by_module = flags.FLAGS.flags_by_module_dict()
-
-    def module_flags(module):
-        return {f.name for f in by_module.get(module.__name__, [])}
+    from pynet_bokeh import cli
+    from pynet_bokeh.cli import deeplens as deeplens_cli
 
     return {
-        "train_level.py": module_flags(train_level),
+        "train_level.py": _absl_names(train_level.define_flags),
         "evaluate.py": _absl_names(evaluate.define_flags),
         "export_tflite.py": _absl_names(export_tflite.define_flags),
         "depth-tools-generate": _absl_names(generate.define_flags),
         "depth-tools-convert": _absl_names(convert.define_flags),
         "pynet-bokeh": _argparse_names(cli.build_parser()),
-        "pynet-bokeh-deeplens": module_flags(deeplens_cli),
+        "pynet-bokeh-deeplens": _argparse_names(deeplens_cli.build_parser()),
         "pynet_bokeh.data.synthetic": _synthetic_parser(),
     }
 

@@ -118,15 +118,25 @@ def test_report_and_panels(evaluated):
     assert panel.shape == (4 * 341, 4 * 512, 3)
 
 
-def test_model_renderer_matches_render_bokeh(pynet, synthetic_set):
+def test_model_renderer_runs_the_level_and_resizes_to_the_photo(pynet, synthetic_set):
+    """Level 2 through the evaluation renderer equals the network's level-2 output computed
+    directly (half-size bicubic input + depth, no padding needed at 64 x 96), resized to the
+    photo with antialiased bicubic."""
+    import tensorflow as tf
+
     from pynet_bokeh import image_io
-    from pynet_bokeh.inference import render_bokeh
 
     s = evaluation.dataset_samples(synthetic_set, "test")[0]
     photo, depth = image_io.read_photo(s.photo), image_io.read_depth(s.depth)
-    out = evaluation.model_renderer(pynet, 2)(photo, depth)  # level 2: resized up to the photo
+    assert photo.shape == (128, 192, 3) and depth.shape == (64, 96)
+    out = evaluation.model_renderer(pynet, 2)(photo, depth)
+    small = tf.image.resize(photo, (64, 96), method="bicubic", antialias=True)
+    x = tf.concat([tf.clip_by_value(small, 0.0, 1.0), depth[..., None]], axis=-1)[None]
+    level2 = pynet(x, training=False)["level2"][0]
+    assert level2.shape == (64, 96, 3)
+    expected = tf.image.resize(level2, (128, 192), method="bicubic", antialias=True)
     assert out.shape == photo.shape
-    np.testing.assert_allclose(out, render_bokeh(pynet, photo, depth, 2), atol=1e-5)
+    np.testing.assert_allclose(out, np.clip(expected.numpy(), 0, 1), atol=1e-5)
 
 
 def test_error_heat_map_scale():
@@ -143,7 +153,7 @@ def test_folder_mode_without_targets_writes_outputs(ebb_samples, pynet, tmp_path
     samples = evaluation.folder_samples(ebb_samples / "images", limit=1)
     assert samples[0].depth.parent.name == "depth_maps" and samples[0].target is None
     summary = evaluation.evaluate(
-        {"identity": evaluation.identity_renderer},
+        {"identity": evaluation.baseline_renderers()["identity"]},
         samples,
         tmp_path,
         num_panels=1,
@@ -182,7 +192,10 @@ def test_a_broken_image_is_reported_and_skipped(synthetic_set, tmp_path):
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     samples[1] = evaluation.Sample("1", broken, samples[1].depth, samples[1].target)
     summary = evaluation.evaluate(
-        {"identity": evaluation.identity_renderer}, samples, tmp_path / "out", progress=False
+        {"identity": evaluation.baseline_renderers()["identity"]},
+        samples,
+        tmp_path / "out",
+        progress=False,
     )
     assert summary["count"] == 2
     assert summary["failures"][0]["stem"] == "1" and "broken.jpg" in summary["failures"][0]["error"]
@@ -202,12 +215,21 @@ def _run_cli(argv):
     evaluate.main([], flag_values)
 
 
-def test_command_line_end_to_end(synthetic_set, tf1_prefix, tmp_path, capsys):
+def test_command_line_end_to_end(synthetic_set, tf1_prefix, pynet, tmp_path, capsys):
+    from pynet_bokeh.training.checkpointing import save_weights
+
     out = tmp_path / "cli"
+    other = tmp_path / "other.weights.h5"
+    original = [w.numpy() for w in pynet.weights]
+    for w in pynet.weights:  # other weights: every one scaled by 0.9
+        w.assign(w * 0.9)
+    save_weights(pynet, other)
+    for w, value in zip(pynet.weights, original, strict=True):
+        w.assign(value)
     _run_cli(
         [
             f"--tf1_checkpoint={tf1_prefix}",
-            f"--compare_tf1_checkpoint={tf1_prefix}",
+            f"--compare_weights={other}",
             f"--dataset_dir={synthetic_set}",
             "--split=test",
             "--limit=1",
@@ -221,23 +243,33 @@ def test_command_line_end_to_end(synthetic_set, tf1_prefix, tmp_path, capsys):
     names = list(summary["methods"])
     assert names == [
         "pynet L2 (pynet_bokeh_level_0)",
-        "pynet L2 (pynet_bokeh_level_0) [compare]",
+        "pynet L2 (other.weights.h5)",
         "identity",
     ]
-    assert summary["settings"]["compare"] == str(tf1_prefix)
-    # the same checkpoint twice: the same scores
-    assert summary["methods"][names[0]]["psnr"] == summary["methods"][names[1]]["psnr"]
+    assert summary["settings"]["compare"] == str(other)
+    # other weights, other scores; identity scores the photo itself against the target
+    assert summary["methods"][names[0]]["psnr"] != summary["methods"][names[1]]["psnr"]
+    from pynet_bokeh import image_io, metrics
+
+    s = evaluation.dataset_samples(synthetic_set, "test")[0]
+    direct = metrics.image_metrics(
+        image_io.read_photo(s.photo), image_io.read_photo(s.bokeh), border=16
+    )
+    assert summary["methods"]["identity"]["psnr"] == pytest.approx(direct["psnr"], abs=1e-4)
     stdout = capsys.readouterr().out
     assert "1 images ->" in stdout and "PSNR" in stdout
 
 
 def test_command_line_usage_errors(tmp_path):
-    from absl import app
+    from pynet_bokeh.errors import UsageError
 
-    with pytest.raises(app.UsageError, match="exactly one of --dataset_dir"):
+    with pytest.raises(UsageError, match="exactly one of --dataset_dir"):
         _run_cli([f"--out_dir={tmp_path}", "--weights=x.weights.h5"])
-    with pytest.raises(app.UsageError, match="--baselines: unknown"):
-        _run_cli([f"--out_dir={tmp_path}", f"--photos_dir={tmp_path}", "--baselines=blur"])
+    with pytest.raises(UsageError, match="--baselines: unknown"):
+        _run_cli(
+            [f"--out_dir={tmp_path}", f"--photos_dir={tmp_path}", "--model=classical",
+             "--baselines=blur"]
+        )  # fmt: skip
     # the script file itself runs as a program (absl app) and reports the flag at fault
     result = subprocess.run(
         [sys.executable, str(REPO / "evaluate.py"), "--weights=x.weights.h5"],

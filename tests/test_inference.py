@@ -13,7 +13,6 @@ from pynet_bokeh.inference import (
     find_depth_map,
     predict_padded,
     render_bokeh,
-    render_files,
 )
 
 
@@ -116,6 +115,10 @@ def test_render_real_photo_full_size(model, ebb_samples):
 
 def test_render_files_odd_width(model, tmp_path):
     """A photo whose width is no multiple of 32 comes back at its exact size; inputs untouched."""
+    from pynet_bokeh.cli.render import render_files
+    from pynet_bokeh.renderers.pynet import PyNetRenderer
+
+    level2 = PyNetRenderer(model=model, level=2)
     photos = tmp_path / "original"
     depths = tmp_path / "original_depth"
     photos.mkdir()
@@ -128,19 +131,20 @@ def test_render_files_odd_width(model, tmp_path):
     before = (photos / "a.jpg").read_bytes()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        written, failures = render_files(model, [photos], tmp_path / "out", level=2)
+        written, failures = render_files(level2, [photos], tmp_path / "out")
     assert [p.name for p in written] == ["a.png"]
     assert iio.imread(tmp_path / "out" / "a.png").shape == (100, 150, 3)
     assert len(failures) == 1 and "b.jpg" in str(failures[0][0])
     assert "depth-tools-generate" in failures[0][1]
     assert (photos / "a.jpg").read_bytes() == before
     # Rerun: the existing output is skipped, not redone.
-    written, _ = render_files(model, [photos / "a.jpg"], tmp_path / "out", level=2)
+    written, _ = render_files(level2, [photos / "a.jpg"], tmp_path / "out")
     assert written == []
     # An output folder equal to the input folder with the same suffix is refused per photo.
     iio.imwrite(photos / "c.png", _photo(64, 64))
     iio.imwrite(depths / "c.png", np.zeros((32, 32), np.uint8))
-    written, failures = render_files(model, [photos / "c.png"], photos, level=7, suffix=".png")
+    level7 = PyNetRenderer(model=model, level=7)
+    written, failures = render_files(level7, [photos / "c.png"], photos, suffix=".png")
     assert written == [] and "overwrite an input" in failures[0][1]
 
 
@@ -157,4 +161,27 @@ def test_cli_render_requires_weights(tmp_path, capsys):
     from pynet_bokeh.cli import main
 
     assert main(["render", str(tmp_path), "--output_dir", str(tmp_path / "o")]) == 2
-    assert "exactly one of --weights" in capsys.readouterr().err
+    assert "error: --method pynet needs --weights" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", [(30, 45), (20, 30), (45, 67), (120, 180)])
+def test_resize_bicubic_equals_pil(size):
+    """image_io.resize_bicubic is PIL's bicubic (antialiased when shrinking), float to float."""
+    from PIL import Image
+
+    img = np.random.default_rng(0).random((60, 90, 3)).astype(np.float32)
+    ours = image_io.resize_bicubic(img, size)
+    pil = np.stack(
+        [
+            np.asarray(Image.fromarray(img[..., c], mode="F").resize(size[::-1], Image.BICUBIC))
+            for c in range(3)
+        ],
+        axis=-1,
+    )
+    assert ours.shape == (*size, 3)
+    assert np.abs(ours - pil).max() < 1e-5
+    if size[0] < 60:  # shrinking without antialiasing (a plausible slip) is far from PIL
+        import tensorflow as tf
+
+        plain = tf.image.resize(img, size, method="bicubic", antialias=False).numpy()
+        assert np.abs(plain - pil).max() > 1e-2

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 import train_level
+from pynet_bokeh.errors import UsageError
+from pynet_bokeh.training.config import SYNTHETIC_CHECKPOINT_EVERY, SYNTHETIC_SET
 from pynet_bokeh.training.schedule import synthetic_schedule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,12 +62,12 @@ def test_synthetic_picks_the_small_schedule_and_prints_it(
         synthetic, "ensure_synthetic", lambda cache, **kw: calls.append(kw) or tiny_set
     )
     parse_flags("--level", "7", "--synthetic", "--model_dir", "/tmp/x", "--steps", "12")
-    task, config = train_level.build()
+    task, config = train_level.task_from_flags()
     sched = synthetic_schedule(7)
-    assert calls == [train_level.SYNTHETIC_SET]
+    assert calls == [SYNTHETIC_SET]
     assert (task.patch_size, task.batch_size) == (sched.patch_size, sched.batch_size)
     assert (config.steps, config.learning_rate) == (12, sched.learning_rate)
-    assert config.checkpoint_every == train_level.SYNTHETIC_CHECKPOINT_EVERY
+    assert config.checkpoint_every == SYNTHETIC_CHECKPOINT_EVERY
     assert task.work_dir == os.path.join("/tmp/x", "level_7")
     out = capsys.readouterr().out
     assert f"level 7: batch {sched.batch_size}, 12 steps" in out and "synthetic CPU schedule" in out
@@ -84,15 +86,29 @@ def test_synthetic_picks_the_small_schedule_and_prints_it(
 )
 def test_bad_flags_are_named(parse_flags, args, match):
     parse_flags(*args)
-    with pytest.raises(app.UsageError, match=match):
-        train_level.build()
+    with pytest.raises(UsageError, match=match):
+        train_level.task_from_flags()
 
 
 def test_a_model_without_a_training_task_is_named(parse_flags, monkeypatch):
-    monkeypatch.setitem(train_level.TASK_MODULES, "bradcn", "pynet_bokeh.training.no_such_task")
+    from pynet_bokeh.renderers.bradcn import BradcnRenderer
+
+    monkeypatch.setattr(BradcnRenderer, "training_task", "pynet_bokeh.training.no_such_task")
     parse_flags("--model", "bradcn", "--stage", "adcn")
-    with pytest.raises(app.UsageError, match=r"--model bradcn: no training task yet"):
-        train_level._task_from_flags()
+    with pytest.raises(UsageError, match=r"--model bradcn: no training task yet"):
+        train_level.task_from_flags()
+    parse_flags("--model", "classical")
+    with pytest.raises(UsageError, match=r"--model classical has no training"):
+        train_level.task_from_flags()
+
+
+def test_cli_prints_one_error_line_not_a_traceback(tmp_path, tiny_set):
+    res = _run(["--level", "7", "--init_from", str(tmp_path / "nope.weights.h5"),
+                "--dataset_dir", str(tiny_set), "--model_dir", str(tmp_path), *TINY])  # fmt: skip
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "nope.weights.h5" in lines[0]
 
 
 def test_missing_vgg_file_is_named_before_training(parse_flags, tmp_path):
@@ -100,7 +116,7 @@ def test_missing_vgg_file_is_named_before_training(parse_flags, tmp_path):
 
     parse_flags("--level", "1", "--vgg_weights", str(tmp_path / "vgg19.h5"))
     with pytest.raises(VGGWeightsError, match=r"not found: .*vgg19\.h5"):
-        train_level.build()
+        train_level.task_from_flags()
 
 
 def test_level_6_without_level_7_stops_with_a_clear_message(tmp_path, tiny_set):

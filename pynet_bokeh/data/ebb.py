@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from pynet_bokeh.errors import BadDataError
 from pynet_bokeh.files import write_text_atomic
 from pynet_bokeh.image_io import half_size
 from pynet_bokeh.render.controls import signed_defocus
@@ -61,7 +62,7 @@ _MARGIN = 8
 _DCT = "INTEGER_ACCURATE"
 
 
-class EbbValidationError(ValueError):
+class EbbValidationError(BadDataError):
     """Some files of an EBB!-layout data set are missing or bad; `problems` lists (path, what)."""
 
     def __init__(self, message, problems):

@@ -54,9 +54,9 @@ def renderer_class(name) -> type[Renderer]:
 
 def get_renderer(name, weights=None, **options) -> Renderer:
     """A ready renderer: `name`'s class built with its `weights` (a path, where it takes one)
-    and method options (e.g. `level=2` for pynet)."""
+    and method options (e.g. `level=2` for pynet; `model=` an already loaded network)."""
     cls = renderer_class(name)
-    if cls.needs_weights and weights is None:
+    if cls.needs_weights and weights is None and options.get("model") is None:
         formats = ", ".join(cls.weights_formats)
         raise UsageError(f"--method {name} needs --weights ({formats})")
     return cls(weights, **options)

@@ -46,6 +46,8 @@ class Renderer:
     weights_formats: ClassVar[tuple[str, ...]] = ()
     #: Module with `task_from_flags(flags) -> (task, TrainConfig)`, or None (not trainable).
     training_task: ClassVar[str | None] = None
+    #: {constructor option: command-line flag} for the method's own options (e.g. pynet's level).
+    option_flags: ClassVar[dict[str, str]] = {}
     #: Defaults used when the caller gives no control (the method's own choice when None).
     default_blur: ClassVar[float | None] = None
 
@@ -104,7 +106,8 @@ class Renderer:
         return out
 
     def check_controls(self, focus=None, focus_disparity=None, blur=None):
-        """Refuses a control this method cannot take, naming the flag."""
+        """Refuses a control this method cannot take, or a value out of range, naming the flag
+        (the focus point is checked against each photo when it is rendered)."""
         given = [
             flag
             for flag, value, ok in (
@@ -123,6 +126,10 @@ class Renderer:
             )
         if focus is not None and focus_disparity is not None:
             raise UsageError("give --focus or --focus_disparity, not both")
+        if focus_disparity is not None:
+            ctl.check_focus_disparity(focus_disparity)
+        if blur is not None:
+            ctl.check_blur(blur)
 
     def _render(self, photo, depth, controls):
         raise NotImplementedError

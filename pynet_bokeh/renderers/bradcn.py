@@ -46,10 +46,12 @@ class BradcnRenderer(Renderer):
     needs_weights = True
     weights_formats = (".weights.h5 or a stage folder from train_level.py --model bradcn",)
     training_task = "pynet_bokeh.training.bradcn_task"
+    option_flags = {"config": "bradcn_config"}
 
-    def __init__(self, weights=None, config="paper", model=None):
+    def __init__(self, weights=None, config=None, model=None):
         from pynet_bokeh.models.bradcn import load_bradcn
 
+        config = config or "paper"
         if config not in CONFIGS:
             raise UsageError(f"--bradcn_config {config!r}: choose one of {', '.join(CONFIGS)}")
         if model is None:

@@ -27,18 +27,27 @@ class DeepLensRenderer(Renderer):
         ".weights.h5 or a stage folder from train_level.py --model deeplens",
     )
     training_task = "pynet_bokeh.training.deeplens_task"
+    option_flags = {"aperture": "aperture"}
 
-    def __init__(self, weights=None, model=None):
+    def __init__(self, weights=None, aperture=None, model=None):
+        """`aperture`: DeepLens' aperture in [0, 1] used when a render gives no blur."""
         from pynet_bokeh.models.deeplens import build_deeplens, load_deeplens_checkpoint
 
         if model is None and weights is None:
             raise UsageError(
                 f"--method deeplens needs --weights ({'; '.join(self.weights_formats)})"
             )
+        if aperture is not None and not 0.0 <= float(aperture) <= 1.0:
+            raise UsageError(f"--aperture {aperture}: DeepLens' aperture lies in [0, 1]")
+        self.aperture = DEFAULT_APERTURE if aperture is None else float(aperture)
         self.weights = weights
         self.model = (
             model if model is not None else load_deeplens_checkpoint(build_deeplens(), weights)
         )
+
+    @property
+    def label(self):
+        return super().label.replace("deeplens", f"deeplens A={self.aperture:g}", 1)
 
     def _render(self, photo, depth, controls):
         from pynet_bokeh import image_io
@@ -50,7 +59,7 @@ class DeepLensRenderer(Renderer):
 
         blur = controls.blur
         if blur is None:
-            blur = blur_for_aperture(DEFAULT_APERTURE, photo.shape)
+            blur = blur_for_aperture(self.aperture, photo.shape)
         aperture = aperture_for_blur(blur, photo.shape)
         if aperture > 1.0 + 1e-6:
             limit = blur_for_aperture(1.0, photo.shape)

@@ -80,17 +80,27 @@ class PortraitRenderer(Renderer):
     needs_depth = False  # only the Otsu mask reads it
     takes_blur = True
     default_blur = DEFAULT_BLUR
+    option_flags = {
+        "mask": "mask",
+        "segmenter": "segmenter",
+        "background_blur": "background_blur",
+        "feather": "feather",
+        "person_class": "person_class",
+    }
 
     def __init__(
         self,
         weights=None,
         mask=None,
         segmenter=None,
-        background_blur="gaussian",
-        feather=2.0,
-        person_class=pm.PASCAL_VOC_PERSON,
+        background_blur=None,
+        feather=None,
+        person_class=None,
     ):
         super().__init__(weights)
+        background_blur = background_blur or "gaussian"
+        feather = 2.0 if feather is None else feather
+        person_class = pm.PASCAL_VOC_PERSON if person_class is None else person_class
         if mask is not None and segmenter is not None:
             raise UsageError("give --mask or --segmenter, not both")
         if background_blur not in pm.BACKGROUND_BLURS:

@@ -86,6 +86,7 @@ class PyNetRenderer(Renderer):
     needs_weights = True
     weights_formats = WEIGHTS_FORMATS
     training_task = "pynet_bokeh.training.pynet_task"
+    option_flags = {"level": "level"}
 
     def __init__(self, weights=None, level=1, model=None):
         """`weights`: a path (see WEIGHTS_FORMATS); `model`: an already built PyNET instead."""
@@ -107,7 +108,8 @@ class PyNetRenderer(Renderer):
 
     @property
     def label(self):
-        return f"{super().label} L{self.level}" if self.level != 1 else super().label
+        name = os.path.basename(os.path.normpath(str(self.weights))) if self.weights else "model"
+        return f"pynet L{self.level} ({name})"
 
     def _render(self, photo, depth, controls):
         from pynet_bokeh.inference import render_bokeh

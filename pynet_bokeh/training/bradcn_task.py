@@ -42,7 +42,9 @@ import numpy as np
 import tensorflow as tf
 
 from pynet_bokeh import metrics as image_metrics
+from pynet_bokeh.errors import HandOffError, UsageError
 from pynet_bokeh.training import checkpointing
+from pynet_bokeh.training.config import validation_cache
 
 STAGES = ("adcn", "render", "render_msssim")
 PREVIOUS = {"adcn": None, "render": "adcn", "render_msssim": "render"}
@@ -50,10 +52,6 @@ PREVIOUS = {"adcn": None, "render": "adcn", "render_msssim": "render"}
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 SUN_MAX_DEPTH_M = 8.0
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-class HandOffError(FileNotFoundError):
-    """A stage was asked to start but the previous stage left no final weights."""
 
 
 def stage_dir(model_dir, stage):
@@ -263,6 +261,8 @@ class BradcnTask:
 
     def preflight(self, resuming):
         """Finds and checks the data, and the weights a fresh run starts from."""
+        if not resuming:
+            self._check_start()  # before the data is read: a failed hand-off leaves no folder
         if self.stage == "adcn":
             self._pairs["train"] = find_rgbd_pairs(self.dataset_dir, "train")
             if (Path(self.dataset_dir) / "test").is_dir():
@@ -273,10 +273,13 @@ class BradcnTask:
             for split in ("train", "test"):
                 if split == "train" or (Path(self.dataset_dir) / split).is_dir():
                     self._pairs[split] = validate_pairs(
-                        find_pairs(self.dataset_dir, split), skip_bad=self.skip_bad
+                        find_pairs(self.dataset_dir, split),
+                        skip_bad=self.skip_bad,
+                        cache=validation_cache(self.work_dir),
                     )
-        if resuming:
-            return
+
+    def _check_start(self):
+        """The weights a fresh run starts from exist (hand-off, --init_from, depth net)."""
         if self.init_from is not None and not os.path.exists(self.init_from):
             raise FileNotFoundError(f"--init_from {self.init_from}: no such file or folder")
         if self.stage == "adcn" and self.init_from is None and not self.allow_untrained_depth:
@@ -400,32 +403,17 @@ class BradcnTask:
 def task_from_flags(flags):
     """(BradcnTask, TrainConfig) from train_level.py's flags (``--model bradcn --stage ...``).
 
-    ``--synthetic`` uses the tiny config on a generated set with a short CPU schedule. Optional
-    flags read when train_level.py defines them: ``--bradcn_config`` (paper | tiny).
+    ``--synthetic`` uses the tiny config on a generated set with a short CPU schedule;
+    ``--bradcn_config`` (paper | tiny) otherwise, paper by default.
     """
-    from absl import app
-
-    from pynet_bokeh.training.trainer import TrainConfig
+    from pynet_bokeh.training.config import dataset_root, train_config_from_flags
 
     stage = flags.stage or "adcn"
     if stage not in STAGES:
-        raise app.UsageError(f"--stage {stage!r}: BRADCN's stages are {', '.join(STAGES)}")
+        raise UsageError(f"--stage {stage!r}: BRADCN's stages are {', '.join(STAGES)}")
     synthetic = bool(flags.synthetic)
     config = getattr(flags, "bradcn_config", None) or ("tiny" if synthetic else "paper")
-    if synthetic:
-        from pynet_bokeh.data.synthetic import ensure_synthetic
-
-        cache = flags.dataset_dir or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "pynet_bokeh"
-        )
-        root = os.fspath(ensure_synthetic(cache, n_train=64, n_test=8, size=(256, 384)))
-    elif not flags.dataset_dir:
-        raise app.UsageError(
-            "pass --dataset_dir (stage adcn: an RGB-D root; render stages: the EBB! root) or "
-            "--synthetic"
-        )
-    else:
-        root = flags.dataset_dir
+    root = dataset_root(flags, what="stage adcn: an RGB-D root; render stages: the EBB! root")
     model_dir = flags.model_dir if flags.model_dir != "runs/pynet" else "runs/bradcn"
     paper_steps = {"adcn": 50 * 6545, "render": 30 * 4400, "render_msssim": 30 * 4400}
     paper_lr = {"adcn": 1e-4, "render": 5e-5, "render_msssim": 5e-5}
@@ -434,23 +422,16 @@ def task_from_flags(flags):
         patch_size=flags.patch_size, batch_size=flags.batch_size or 1,
         allow_untrained_depth=synthetic, skip_bad=flags.skip_bad,
     )  # fmt: skip
-    steps = flags.steps or (200 if synthetic else paper_steps[stage])
-    every = flags.checkpoint_every or (50 if synthetic else 1000)
-    train_config = TrainConfig(
-        work_dir=task.work_dir,
-        steps=steps,
+    train_config = train_config_from_flags(
+        flags,
+        task.work_dir,
+        steps=flags.steps or (200 if synthetic else paper_steps[stage]),
         learning_rate=flags.learning_rate or paper_lr[stage],
-        checkpoint_every=every,
         eval_every=flags.eval_every or (100 if synthetic else 5000),
-        keep_checkpoints=flags.keep_checkpoints,
-        eval_batches=flags.eval_batches,
-        seed=flags.seed,
-        strategy=flags.strategy,
-        mixed_precision=flags.mixed_precision,
     )
     print(
-        f"bradcn {stage}: config {config}, {steps} steps, lr {train_config.learning_rate:g}, "
-        f"batch {task.batch_size}, data {root}",
+        f"bradcn {stage}: config {config}, {train_config.steps} steps, "
+        f"lr {train_config.learning_rate:g}, batch {task.batch_size}, data {root}",
         flush=True,
     )
     return task, train_config

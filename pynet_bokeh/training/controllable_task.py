@@ -19,9 +19,10 @@ import os
 
 import tensorflow as tf
 
-from pynet_bokeh.errors import BadDataError
+from pynet_bokeh.errors import BadDataError, UsageError
 from pynet_bokeh.models.pynet import CONTROLLABLE_CHANNELS, DEFAULT_DEFOCUS_K_MAX
 from pynet_bokeh.training.pynet_task import PyNetLevelTask
+from pynet_bokeh.training.schedule import check_level
 
 #: Synthetic set for --synthetic: 4 focus / blur draws per scene, K up to ~38 px at 384 px.
 SYNTHETIC_SET = {
@@ -149,85 +150,54 @@ class ControllableLevelTask(PyNetLevelTask):
         return mixed.skip(skip_batches).prefetch(tf.data.AUTOTUNE)
 
 
-def task_from_flags(FLAGS):  # noqa: N803 (absl's name)
-    """(ControllableLevelTask, TrainConfig) from train_level.py's flags."""
-    from absl import app
+def task_from_flags(flags):
+    """(ControllableLevelTask, TrainConfig) from train_level.py's flags (`--method
+    pynet-controllable`): PyNET's schedule and level hand-off, this module's data."""
+    from pynet_bokeh.training.config import dataset_root, train_config_from_flags
+    from pynet_bokeh.training.pynet_task import _vgg
+    from pynet_bokeh.training.schedule import resolve_schedule
 
-    from pynet_bokeh.training.schedule import check_level, resolve_schedule
-    from pynet_bokeh.training.trainer import TrainConfig
-
-    if FLAGS.level is None:
-        raise app.UsageError("pass --level (7 first, then 6 ... 1)")
-    synthetic = FLAGS.synthetic
+    if flags.level is None:
+        raise UsageError("pass --level (7 first, then 6 ... 1)")
     try:
-        level = check_level(FLAGS.level)
+        level = check_level(flags.level)
         sched = resolve_schedule(
             level,
-            synthetic=synthetic,
-            batch_size=FLAGS.batch_size,
-            steps=FLAGS.steps,
-            learning_rate=FLAGS.learning_rate,
-            patch_size=FLAGS.patch_size,
-            eval_every=FLAGS.eval_every,
+            synthetic=flags.synthetic,
+            batch_size=flags.batch_size,
+            steps=flags.steps,
+            learning_rate=flags.learning_rate,
+            patch_size=flags.patch_size,
+            eval_every=flags.eval_every,
         )
     except ValueError as err:
-        raise app.UsageError(str(err)) from None
-    print(f"{sched.describe()} ({'synthetic CPU' if synthetic else 'authors'} schedule)")
-    vgg = None
-    if level == 1:
-        if FLAGS.no_vgg:
-            vgg = False
-        elif not FLAGS.vgg_weights:
-            from pynet_bokeh.training.vgg import WHERE_TO_GET
-
-            raise app.UsageError(f"level 1's loss has a VGG-19 term: {WHERE_TO_GET}; or --no_vgg")
-        else:
-            from pynet_bokeh.training.vgg import load_vgg19
-
-            vgg = load_vgg19(FLAGS.vgg_weights)
-    if synthetic:
-        from pynet_bokeh.data.synthetic import ensure_synthetic
-
-        cache = FLAGS.dataset_dir or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-            "pynet_bokeh",
-            "controllable",
-        )
-        print(f"synthetic data set in {cache} (generated on first use) ...", flush=True)
-        root = os.fspath(ensure_synthetic(cache, **SYNTHETIC_SET))
-    elif not FLAGS.dataset_dir or not os.path.isdir(FLAGS.dataset_dir):
-        raise app.UsageError(
-            "pass --dataset_dir (a synthetic set with params/ sidecars, made with "
-            "python -m pynet_bokeh.data.synthetic --variants 4) or --synthetic"
-        )
-    else:
-        root = FLAGS.dataset_dir
+        raise UsageError(str(err)) from None
+    origin = "synthetic CPU schedule" if flags.synthetic else "authors' schedule"
+    print(f"{sched.describe()} ({origin}; flags override)", flush=True)
+    vgg = _vgg(flags, level)
+    root = dataset_root(
+        flags, SYNTHETIC_SET, what="a synthetic set with params/, e.g. from data.synthetic"
+    )
     try:
         task = ControllableLevelTask(
             level,
             root,
-            FLAGS.model_dir,
+            flags.model_dir,
             patch_size=sched.patch_size,
             batch_size=sched.batch_size,
-            ebb_dir=getattr(FLAGS, "ebb_dir", None),
-            ebb_fraction=getattr(FLAGS, "ebb_fraction", 0.0) or 0.0,
-            init_from=FLAGS.init_from,
+            ebb_dir=getattr(flags, "ebb_dir", None),
+            ebb_fraction=getattr(flags, "ebb_fraction", 0.0) or 0.0,
+            init_from=flags.init_from,
             vgg=vgg,
-            skip_bad=FLAGS.skip_bad,
+            skip_bad=flags.skip_bad,
         )
     except ValueError as err:
-        raise app.UsageError(str(err)) from None
-    config = TrainConfig(
-        work_dir=task.work_dir,
+        raise UsageError(str(err)) from None
+    config = train_config_from_flags(
+        flags,
+        task.work_dir,
         steps=sched.steps,
         learning_rate=sched.learning_rate,
-        checkpoint_every=FLAGS.checkpoint_every or (100 if synthetic else 1000),
         eval_every=sched.eval_every,
-        keep_checkpoints=FLAGS.keep_checkpoints,
-        eval_batches=FLAGS.eval_batches,
-        seed=FLAGS.seed,
-        strategy=FLAGS.strategy,
-        mixed_precision=FLAGS.mixed_precision,
-        run_eagerly=getattr(FLAGS, "run_eagerly", False),
     )
     return task, config

@@ -41,6 +41,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from pynet_bokeh.errors import BadDataError, HandOffError, UsageError
 from pynet_bokeh.models.deeplens.networks import APERTURE_RADIUS_FRACTION
 from pynet_bokeh.training import checkpointing
 
@@ -101,12 +102,8 @@ class _TrainingModules:
         self.combine = deeplens.combine
 
 
-class HandOffError(FileNotFoundError):
-    """A stage after `depth` was asked to start but the previous stage left no final weights."""
-
-
-class DeepLensDataError(ValueError):
-    """The data set lacks what DeepLens training needs (sidecars with focus and aperture)."""
+# One error class per kind across the package; the old name stays importable.
+DeepLensDataError = BadDataError
 
 
 def stage_dir(model_dir, stage):
@@ -189,7 +186,14 @@ class DeepLensStageTask:
     """
 
     def __init__(
-        self, stage, dataset_dir, model_dir, batch_size=4, patch_size=None, init_from=None
+        self,
+        stage,
+        dataset_dir,
+        model_dir,
+        batch_size=4,
+        patch_size=None,
+        init_from=None,
+        skip_bad=False,
     ):
         self.stage = check_stage(stage)
         self.name = f"deeplens {stage}"
@@ -201,6 +205,7 @@ class DeepLensStageTask:
             raise ValueError(f"--patch_size must be a multiple of 8 and >= 32, got {patch_size}")
         self.patch_size = patch_size
         self.init_from = init_from
+        self.skip_bad = skip_bad
         self.deeplens = self.modules = None
         self._samples = {}
 
@@ -212,12 +217,8 @@ class DeepLensStageTask:
         return os.path.join(stage_dir(self.model_dir, STAGES[i - 1]), checkpointing.FINAL_WEIGHTS)
 
     def preflight(self, resuming):
-        self._samples["train"] = find_samples(self.dataset_dir, "train")
-        if os.path.isdir(os.path.join(self.dataset_dir, "test", "params")):
-            self._samples["test"] = find_samples(self.dataset_dir, "test")
-        if resuming or self.init_from is not None or self.previous_weights is None:
-            return
-        if not os.path.isfile(self.previous_weights):
+        fresh = not (resuming or self.init_from is not None or self.previous_weights is None)
+        if fresh and not os.path.isfile(self.previous_weights):
             prev = STAGES[STAGES.index(self.stage) - 1]
             raise HandOffError(
                 f"DeepLens stage {self.stage!r} starts from stage {prev!r}'s final weights, but "
@@ -225,6 +226,24 @@ class DeepLensStageTask:
                 f"deeplens --stage {prev} with the same --model_dir), or pass --init_from (e.g. "
                 "the authors' model/model_end2end/model)."
             )
+        self._samples["train"] = self._valid_samples("train")
+        if os.path.isdir(os.path.join(self.dataset_dir, "test", "params")):
+            self._samples["test"] = self._valid_samples("test")
+
+    def _valid_samples(self, split):
+        """The split's samples whose files pass validation (`data.ebb.validate_pairs`, cached
+        in the stage folder; `skip_bad` leaves the broken ones out, else they stop the run)."""
+        from pynet_bokeh.data.ebb import find_pairs, validate_pairs
+        from pynet_bokeh.training.config import validation_cache
+
+        samples = find_samples(self.dataset_dir, split)
+        pairs = [p for p in find_pairs(self.dataset_dir, split)]
+        good = validate_pairs(pairs, skip_bad=self.skip_bad, cache=validation_cache(self.work_dir))
+        stems = {p.stem for p in good}
+        kept = [s for s in samples if os.path.splitext(os.path.basename(s["photo"]))[0] in stems]
+        if not kept:
+            raise BadDataError(f"{self.dataset_dir}/{split}: no valid DeepLens sample left")
+        return kept
 
     # ----------------------------------------------------------------- models
     def build_model(self):
@@ -385,62 +404,41 @@ class DeepLensStageTask:
         return tf.concat([image, outputs, targets], axis=2)
 
 
-def task_from_flags(FLAGS):  # noqa: N803 (absl's name)
+def task_from_flags(flags):
     """(DeepLensStageTask, TrainConfig) from train_level.py's flags (`--model deeplens`)."""
-    from absl import app
+    from pynet_bokeh.training.config import dataset_root, train_config_from_flags
 
-    from pynet_bokeh.training.trainer import TrainConfig
-
-    if FLAGS.stage is None:
-        raise app.UsageError("--model deeplens needs --stage: depth, then blur, sr, all")
+    if flags.stage is None:
+        raise UsageError("--model deeplens needs --stage: depth, then blur, sr, all")
     try:
-        stage = check_stage(FLAGS.stage)
+        stage = check_stage(flags.stage)
     except ValueError as err:
-        raise app.UsageError(str(err)) from None
-    if FLAGS.synthetic:
-        from pynet_bokeh.data.synthetic import ensure_synthetic
-
-        cache = FLAGS.dataset_dir or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-            "pynet_bokeh",
-        )
-        print(f"synthetic data set in {cache} (generated on first use) ...", flush=True)
-        root = os.fspath(ensure_synthetic(cache, **SYNTHETIC_SET))
-    elif not FLAGS.dataset_dir or not os.path.isdir(FLAGS.dataset_dir):
-        raise app.UsageError(
-            "pass --dataset_dir (an EBB!-layout root with params/ sidecars) or --synthetic"
-        )
-    else:
-        root = FLAGS.dataset_dir
-    sched = SYNTHETIC_SCHEDULE if FLAGS.synthetic else SCHEDULE
-    steps = (SYNTHETIC_STEPS if FLAGS.synthetic else STEPS)[stage]
+        raise UsageError(str(err)) from None
+    root = dataset_root(flags, SYNTHETIC_SET, "an EBB!-layout root with params/ sidecars")
+    sched = SYNTHETIC_SCHEDULE if flags.synthetic else SCHEDULE
+    steps = (SYNTHETIC_STEPS if flags.synthetic else STEPS)[stage]
     try:
         task = DeepLensStageTask(
             stage,
             root,
-            FLAGS.model_dir,
-            batch_size=FLAGS.batch_size or sched["batch_size"],
-            patch_size=FLAGS.patch_size,
-            init_from=FLAGS.init_from,
+            flags.model_dir,
+            batch_size=flags.batch_size or sched["batch_size"],
+            patch_size=flags.patch_size,
+            init_from=flags.init_from,
+            skip_bad=flags.skip_bad,
         )
     except ValueError as err:
-        raise app.UsageError(str(err)) from None
-    config = TrainConfig(
-        work_dir=task.work_dir,
-        steps=FLAGS.steps or steps,
-        learning_rate=FLAGS.learning_rate or sched["learning_rate"],
-        checkpoint_every=FLAGS.checkpoint_every or (50 if FLAGS.synthetic else 1000),
-        eval_every=FLAGS.eval_every or sched["eval_every"],
-        keep_checkpoints=FLAGS.keep_checkpoints,
-        eval_batches=FLAGS.eval_batches,
-        seed=FLAGS.seed,
-        strategy=FLAGS.strategy,
-        mixed_precision=FLAGS.mixed_precision,
-        run_eagerly=getattr(FLAGS, "run_eagerly", False),
+        raise UsageError(str(err)) from None
+    config = train_config_from_flags(
+        flags,
+        task.work_dir,
+        steps=flags.steps or steps,
+        learning_rate=flags.learning_rate or sched["learning_rate"],
+        eval_every=flags.eval_every or sched["eval_every"],
     )
     print(
         f"deeplens {stage}: batch {task.batch_size}, {config.steps} steps, learning rate "
-        f"{config.learning_rate:g} ({'synthetic' if FLAGS.synthetic else 'default'} schedule; "
+        f"{config.learning_rate:g} ({'synthetic' if flags.synthetic else 'default'} schedule; "
         "flags override)",
         flush=True,
     )

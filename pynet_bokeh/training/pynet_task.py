@@ -13,15 +13,16 @@ import numpy as np
 import tensorflow as tf
 
 from pynet_bokeh import metrics as image_metrics
+from pynet_bokeh.errors import HandOffError, UsageError
 from pynet_bokeh.training import checkpointing
+from pynet_bokeh.training.config import validation_cache
 from pynet_bokeh.training.losses import pynet_loss_terms
 from pynet_bokeh.training.schedule import check_level
 
 MIN_IMAGE_ROW_HEIGHT = 128
 
 
-class HandOffError(FileNotFoundError):
-    """Level L < 7 was asked to start but level L + 1 left no final weights."""
+__all__ = ["HandOffError", "PyNetLevelTask", "level_dir", "task_from_flags"]
 
 
 def level_dir(model_dir, level: int) -> str:
@@ -83,36 +84,38 @@ class PyNetLevelTask:
         """Validates the data set once and checks the starting weights exist."""
         from pynet_bokeh.data.ebb import find_pairs, validate_pairs
 
-        self._pairs = {
-            "train": validate_pairs(find_pairs(self.dataset_dir, "train"), skip_bad=self.skip_bad)
-        }
-        if os.path.isdir(os.path.join(self.dataset_dir, "test")):
-            self._pairs["test"] = validate_pairs(
-                find_pairs(self.dataset_dir, "test"), skip_bad=self.skip_bad
-            )
-        else:
-            print(f"{self.dataset_dir} has no test/ split: training without evaluation")
         if resuming and self.init_from is not None:
             print(f"resuming from {self.work_dir}: --init_from {self.init_from} is not used")
-        if resuming or self.init_from is not None or self.level == 7:
-            return
-        if not os.path.isfile(self.previous_weights):
+        needs_previous = not (resuming or self.init_from is not None or self.level == 7)
+        if needs_previous and not os.path.isfile(self.previous_weights):
             raise HandOffError(
                 f"level {self.level} starts from level {self.level + 1}'s final weights, but "
                 f"{self.previous_weights} does not exist. Train level {self.level + 1} first "
                 f"(python train_level.py --level {self.level + 1} with the same --model_dir), "
                 "or pass --init_from to start from other weights."
             )
+        cache = validation_cache(self.work_dir)
+        self._pairs = {
+            "train": validate_pairs(
+                find_pairs(self.dataset_dir, "train"), skip_bad=self.skip_bad, cache=cache
+            )
+        }
+        if os.path.isdir(os.path.join(self.dataset_dir, "test")):
+            self._pairs["test"] = validate_pairs(
+                find_pairs(self.dataset_dir, "test"), skip_bad=self.skip_bad, cache=cache
+            )
+        else:
+            print(f"{self.dataset_dir} has no test/ split: training without evaluation")
 
     def build_model(self):
         if self._model is None:
-            from pynet_bokeh import build_pynet
+            from pynet_bokeh.models.pynet import build_pynet
 
             self._model = build_pynet()
         return self._model
 
     def trainable_model(self, model):
-        from pynet_bokeh import level_model
+        from pynet_bokeh.models.pynet import level_model
 
         return level_model(model, self.level)
 
@@ -175,3 +178,63 @@ class PyNetLevelTask:
         if scale > 1:
             row = tf.image.resize(row, (h * scale, 3 * w * scale), method="nearest")
         return row
+
+
+def _vgg(flags, level):
+    from pynet_bokeh.training.vgg import WHERE_TO_GET, load_vgg19
+
+    if level != 1:
+        return None
+    if flags.no_vgg:
+        if flags.vgg_weights:
+            raise UsageError("pass either --vgg_weights or --no_vgg, not both")
+        return False
+    if not flags.vgg_weights:
+        raise UsageError(
+            f"level 1's loss has a VGG-19 term: {WHERE_TO_GET}; or pass --no_vgg to leave it out"
+        )
+    return load_vgg19(flags.vgg_weights)
+
+
+def task_from_flags(flags):
+    """(PyNetLevelTask, TrainConfig) from train_level.py's flags; prints the schedule."""
+    from pynet_bokeh.training.config import dataset_root, train_config_from_flags
+    from pynet_bokeh.training.schedule import resolve_schedule
+
+    if flags.level is None:
+        raise UsageError("pass --level (7 first, then 6 ... 1)")
+    try:
+        level = check_level(flags.level)
+        sched = resolve_schedule(
+            level,
+            synthetic=flags.synthetic,
+            batch_size=flags.batch_size,
+            steps=flags.steps,
+            learning_rate=flags.learning_rate,
+            patch_size=flags.patch_size,
+            eval_every=flags.eval_every,
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    origin = "synthetic CPU schedule" if flags.synthetic else "authors' schedule"
+    print(f"{sched.describe()} ({origin}; flags override)", flush=True)
+    vgg = _vgg(flags, level)
+    root = dataset_root(flags)
+    task = PyNetLevelTask(
+        level,
+        root,
+        flags.model_dir,
+        patch_size=sched.patch_size,
+        batch_size=sched.batch_size,
+        init_from=flags.init_from,
+        vgg=vgg,
+        skip_bad=flags.skip_bad,
+    )
+    config = train_config_from_flags(
+        flags,
+        task.work_dir,
+        steps=sched.steps,
+        learning_rate=sched.learning_rate,
+        eval_every=sched.eval_every,
+    )
+    return task, config

@@ -1,0 +1,5 @@
+import sys
+
+from pynet_bokeh.cli import main
+
+sys.exit(main())
