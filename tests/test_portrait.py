@@ -5,6 +5,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from pynet_bokeh import image_io
+from pynet_bokeh.cli import main
 from pynet_bokeh.errors import BadDataError, UsageError
 from pynet_bokeh.renderers import get_renderer
 
@@ -32,7 +34,7 @@ def test_depth_otsu_keeps_the_subject_and_blurs_the_rest():
     background = out[:, 60:]
     assert np.abs(background - photo[:, 60:]).mean() > 0.15
     assert background.std() < 0.5 * photo[:, 60:].std()
-    with pytest.raises(BadDataError, match="mask"):
+    with pytest.raises(BadDataError, match="depth map"):
         r.render(photo)  # no depth, no mask, no segmenter
 
 
@@ -123,3 +125,42 @@ def test_deeplab_preset_whole_path(deeplab_preset):
 def test_segmenter_folder_without_preset(tmp_path):
     with pytest.raises(UsageError, match="preset"):
         get_renderer("portrait", segmenter=str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    (root / "original").mkdir()
+    (root / "original_depth").mkdir()
+    photo, depth = _scene()
+    image_io.write_image(root / "original" / "a.png", photo)
+    image_io.write_image(root / "original_depth" / "a.png", depth)
+    return root
+
+
+def _render_command(photo_dir, out, *extra):
+    argv = ["render", str(photo_dir / "original"), "--method", "portrait"]
+    assert main([*argv, "--output_dir", str(out), "--blur", "8", *extra]) == 0
+    return image_io.read_photo(out / "a.png")
+
+
+def test_render_command_depth_and_mask_sources(photo_dir, tmp_path):
+    photo = image_io.read_photo(photo_dir / "original" / "a.png")
+    by_depth = _render_command(photo_dir, tmp_path / "depth", "--feather", "1")
+    np.testing.assert_allclose(by_depth[22:42, 22:42], photo[22:42, 22:42], atol=2 / 255)
+    assert np.abs(by_depth[:, 60:] - photo[:, 60:]).mean() > 0.15
+    mask = _write_mask(tmp_path / "all.png", 255)
+    by_mask = _render_command(photo_dir, tmp_path / "mask", "--mask", mask)
+    np.testing.assert_allclose(by_mask, photo, atol=1 / 255)  # all subject: the photo
+    argv = ["render", str(photo_dir / "original"), "--method", "classical", "--mask", mask]
+    assert main([*argv, "--output_dir", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.slow  # a second DeepLabV3 load and trace; the path is covered above
+def test_render_command_segmenter_source(photo_dir, deeplab_preset, tmp_path):
+    preset, _ = deeplab_preset
+    out = _render_command(photo_dir, tmp_path / "seg", "--segmenter", str(preset))
+    direct = get_renderer("portrait", segmenter=str(preset)).render(
+        image_io.read_photo(photo_dir / "original" / "a.png"), blur=8.0
+    )
+    np.testing.assert_allclose(out, direct, atol=1 / 255)

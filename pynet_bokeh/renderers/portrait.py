@@ -77,7 +77,7 @@ def read_mask(path, photo_shape):
 class PortraitRenderer(Renderer):
     name = "portrait"
     description = "portrait mode: subject mask (file, Otsu on depth, DeepLabV3), background blurred"
-    needs_depth = False  # only the Otsu mask reads it
+    needs_depth = True  # by default (the Otsu mask); not with --mask or --segmenter
     takes_blur = True
     default_blur = DEFAULT_BLUR
     option_flags = {
@@ -113,6 +113,7 @@ class PortraitRenderer(Renderer):
             raise BadDataError(f"--mask {mask}: file not found")
         self.mask_path = mask
         self.segmenter = load_segmenter(segmenter) if segmenter is not None else None
+        self.needs_depth = self.mask_source == "depth"
         self.background_blur = background_blur
         self.feather = float(feather)
         self.person_class = int(person_class)
