@@ -109,7 +109,7 @@ class PyNetRenderer(Renderer):
     @property
     def label(self):
         name = os.path.basename(os.path.normpath(str(self.weights))) if self.weights else "model"
-        return f"pynet L{self.level} ({name})"
+        return f"{self.name} L{self.level} ({name})"
 
     def _render(self, photo, depth, controls):
         from pynet_bokeh.inference import render_bokeh
