@@ -64,6 +64,7 @@ __all__ = [
     "FallbackDepthWarning",
     "FLAT_VALUE",
     "MissingWeightsError",
+    "depth_map_for_photo",
     "encode_ebb_depth",
     "fallback_prior",
     "generate_depth_maps",
@@ -240,6 +241,23 @@ def working_size(height, width, long_side, multiple):
     return tuple(
         max(multiple, int(round(s * scale / multiple)) * multiple) for s in (height, width)
     )
+
+
+def depth_map_for_photo(rgb, source=None, working_long_side=DEFAULT_WORKING_SIZE):
+    """One photo's EBB! depth map in memory: uint8, half the photo's size, near = bright.
+
+    ``rgb``: H x W x 3 float in [0, 1]; ``source``: a DepthSource, or None for the geometric
+    ``fallback_prior`` (NOT a depth estimate: say so wherever it is shown)."""
+    from pynet_bokeh import image_io
+
+    half = image_io.half_size(rgb.shape)
+    if source is None:
+        return encode_ebb_depth(fallback_prior(*half))
+    hw = working_size(rgb.shape[0], rgb.shape[1], working_long_side, source.multiple)
+    small = np.clip(_resize_bilinear(np.asarray(rgb, np.float32), hw), 0.0, 1.0)
+    pred = np.asarray(source.predict(small[None]))
+    inverse = to_inverse_depth(pred.reshape(pred.shape[1:3]), source.output)
+    return encode_ebb_depth(image_io.resize_bicubic(inverse.astype(np.float32), half))
 
 
 # --- jobs ---------------------------------------------------------------------------------

@@ -253,7 +253,7 @@ def test_command_line_end_to_end(synthetic_set, tf1_prefix, pynet, tmp_path, cap
 
     s = evaluation.dataset_samples(synthetic_set, "test")[0]
     direct = metrics.image_metrics(
-        image_io.read_photo(s.photo), image_io.read_photo(s.bokeh), border=16
+        image_io.read_photo(s.photo), image_io.read_photo(s.target), border=16
     )
     assert summary["methods"]["identity"]["psnr"] == pytest.approx(direct["psnr"], abs=1e-4)
     stdout = capsys.readouterr().out

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from absl import app, flags
+from absl import flags
 
 from pynet_bokeh.data.synthetic import generate_dataset
+from pynet_bokeh.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -142,7 +143,7 @@ def test_export_bradcn_builtin_ops(bradcn_weights, tmp_path):
 
 
 def test_dispatch_usage_errors(synthetic_set, bradcn_weights, deeplens_prefix, tmp_path):
-    with pytest.raises(app.UsageError, match="int8 is calibrated .* PyNET only"):
+    with pytest.raises(UsageError, match="int8 is calibrated .* PyNET only"):
         _run(
             "export_tflite",
             [
@@ -153,7 +154,7 @@ def test_dispatch_usage_errors(synthetic_set, bradcn_weights, deeplens_prefix, t
                 f"--output={tmp_path / 'x.tflite'}",
             ],
         )
-    with pytest.raises(app.UsageError, match="bradcn takes --weights"):
+    with pytest.raises(FileNotFoundError, match="pass train_level.py --model bradcn's final"):
         _run(
             "evaluate",
             [

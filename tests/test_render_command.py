@@ -49,13 +49,16 @@ def _laplacian_energy(img):
 def test_classical_focus_and_blur(photos, tmp_path):
     out = tmp_path / "classical"
     argv = ["render", str(photos / "original"), "--method", "classical", "--output_dir", str(out)]
-    assert main([*argv, "--focus", "20,12", "--blur", "8"]) == 0  # focus on the near square
+    assert main([*argv, "--focus", "40,28", "--blur", "8"]) == 0  # focus on the near square
     outs = _read(out)
     for stem, (h, w) in SIZES.items():
         photo = image_io.read_photo(photos / "original" / f"{stem}.png")
         assert outs[stem].shape == (h, w, 3)
-        near = np.s_[h // 4 + 1 : h // 2 - 1, w // 4 + 1 : w // 2 - 1]
-        far = np.s_[h // 2 + 8 :, w // 2 + 8 :]
+        # the square, in photo pixels, 4 px inside its edges; the background well away from it
+        near = np.s_[
+            2 * (h // 8) + 4 : 2 * (h // 4 + 4) - 4, 2 * (w // 8) + 4 : 2 * (w // 4 + 4) - 4
+        ]
+        far = np.s_[2 * (h // 4 + 4) + 8 :, 2 * (w // 4 + 4) + 8 :]
         np.testing.assert_allclose(outs[stem][near], photo[near], atol=2 / 255)
         assert _laplacian_energy(outs[stem][far]) < 0.2 * _laplacian_energy(photo[far])
     # blur 0: the photo itself, to the 8-bit step

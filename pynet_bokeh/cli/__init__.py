@@ -3,6 +3,8 @@
 pynet-bokeh render PHOTOS... --method M --output_dir DIR [--depth_dir DIR] [--weights PATH]
     [--focus X,Y | --focus_disparity D] [--blur K]
 pynet-bokeh convert-tf1 PREFIX OUT.weights.h5
+pynet-bokeh demo [--port P] [--host 127.0.0.1] [--method M --weights PATH ...]
+    [--depth_model megadepth|dpt-hybrid-midas --depth_weights PATH]
 """
 
 import argparse
@@ -26,6 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
+    from pynet_bokeh.cli.demo import add_demo_parser
     from pynet_bokeh.cli.render import add_render_parser
 
     parser = _Parser(prog="pynet-bokeh", description=__doc__.splitlines()[0])
@@ -35,6 +38,7 @@ def build_parser():
     convert.add_argument("prefix", help="checkpoint prefix, e.g. .../pynet_bokeh_level_0")
     convert.add_argument("output", help="output file ending in .weights.h5")
     convert.set_defaults(func=_convert)
+    add_demo_parser(sub)
     return parser
 
 

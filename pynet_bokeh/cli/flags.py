@@ -252,6 +252,7 @@ def renderer_from_flags(opts, weights=None):
 
     name = opts.method
     cls = renderer_class(name)
+    cls.check_controls(**controls_from_flags(opts))  # before any weights are loaded
     options = {}
     for option, flag in cls.option_flags.items():
         if hasattr(opts, flag) and getattr(opts, flag) is not None:

@@ -40,7 +40,13 @@ from pynet_bokeh.files import write_bytes_atomic
 from pynet_bokeh.image_io import write_image
 from pynet_bokeh.render.classical import SceneLayer, linear_to_srgb, render_layers, srgb_to_linear
 
-__all__ = ["ensure_synthetic", "generate_dataset", "make_scene", "render_sample"]
+__all__ = [
+    "ensure_synthetic",
+    "generate_dataset",
+    "make_scene",
+    "render_sample",
+    "scene_photo_and_depth",
+]
 
 SPLITS = ("train", "test")
 COMPLETE_MARKER = ".complete"
@@ -174,6 +180,14 @@ def render_sample(layers, focus_disparity, aperture):
     photo = linear_to_srgb(render_layers(layers, focus_disparity, 0.0))
     bokeh = linear_to_srgb(render_layers(layers, focus_disparity, aperture))
     return photo, bokeh
+
+
+def scene_photo_and_depth(seed=0, size=(512, 768)):
+    """One random scene in memory: (photo H x W x 3 sRGB in [0, 1], EBB! depth map H/2 x W/2
+    in [0, 1], near = bright), the same for a seed; for demos, notebooks and figures."""
+    layers = make_scene(np.random.default_rng(seed), _check_size(size))
+    depth01, _, _ = ebb_depth_map(visible_disparity(layers))
+    return linear_to_srgb(render_layers(layers, 0.0, 0.0)), depth01.astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------ files

@@ -105,22 +105,23 @@ class Renderer:
             )
         return out
 
-    def check_controls(self, focus=None, focus_disparity=None, blur=None):
+    @classmethod
+    def check_controls(cls, focus=None, focus_disparity=None, blur=None):
         """Refuses a control this method cannot take, or a value out of range, naming the flag
         (the focus point is checked against each photo when it is rendered)."""
         given = [
             flag
             for flag, value, ok in (
-                ("--focus", focus, self.takes_focus),
-                ("--focus_disparity", focus_disparity, self.takes_focus),
-                ("--blur", blur, self.takes_blur),
+                ("--focus", focus, cls.takes_focus),
+                ("--focus_disparity", focus_disparity, cls.takes_focus),
+                ("--blur", blur, cls.takes_blur),
             )
             if value is not None and not ok
         ]
         if given:
-            why = f" ({self.fixed_look})" if self.fixed_look else ""
+            why = f" ({cls.fixed_look})" if cls.fixed_look else ""
             raise UsageError(
-                f"--method {self.name} takes no {' / '.join(given)}{why}; drop "
+                f"--method {cls.name} takes no {' / '.join(given)}{why}; drop "
                 f"{'it' if len(given) == 1 else 'them'}, or use a method that takes "
                 "focus and blur (classical, deeplens)"
             )
