@@ -72,6 +72,26 @@ def define_flags(fv=FLAGS):
         "num_panels", 4, "Side-by-side panels for the first N images.", flag_values=fv
     )
     flags.DEFINE_integer("limit", None, "Evaluate only the first N images.", flag_values=fv)
+    flags.DEFINE_bool(
+        "control_checks",
+        False,
+        "Also check the controls on --dataset_dir (a synthetic set with params/*.json): "
+        "PSNR/SSIM per blur bucket, refocus gain, monotonic blur (control_checks.md).",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "control_methods",
+        [],
+        "Extra methods for the control checks, NAME or NAME=WEIGHTS (e.g. pynet=runs/pynet).",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "control_downscale",
+        None,
+        "Score the control checks at 1/N of the photo's size (default: --level's resolution, "
+        "2**(level - 1)).",
+        flag_values=fv,
+    )
     flags.DEFINE_list(
         "baselines", ["identity", "classical"], "Baselines to score (empty: none).", flag_values=fv
     )
@@ -240,10 +260,37 @@ def _print_summary(summary, output_dir):
             print(f"  {name:40s} {scores}  {m['seconds']:.2f} s/image")
         else:
             print(f"  {name:40s} {m['seconds']:.2f} s/image")
+    if opts.control_checks:
+        run_control_checks(opts)
     if summary["failures"]:
         print(f"  {len(summary['failures'])} image(s) failed: see report.md")
         return 1
     return 0
+
+
+def run_control_checks(opts):
+    """The control checks of `--method` (and its --compare_weights), --control_methods and
+    the classical renderer, written to control_checks.md / .json in --out_dir."""
+    from pynet_bokeh import control_checks
+    from pynet_bokeh.errors import UsageError
+
+    if opts.dataset_dir is None:
+        raise UsageError("--control_checks needs --dataset_dir (a set with params/*.json)")
+    renderers = {}
+    for path in (opts.weights, opts.compare_weights):
+        if path is not None or not renderers:
+            renderer = cli_flags.renderer_from_flags(opts, weights=path)
+            renderers[renderer.label] = renderer
+    specs = list(opts.control_methods) + [b for b in opts.baselines if b not in renderers]
+    renderers.update(control_checks.renderers_from_specs(specs, level=opts.level))
+    downscale = opts.control_downscale or 2 ** (opts.level - 1)
+    report = control_checks.control_report(
+        renderers, opts.dataset_dir, opts.split, downscale=downscale, limit=opts.limit
+    )
+    path = control_checks.write_report(
+        report, opts.output_dir, f"{opts.dataset_dir} ({opts.split}), 1/{downscale} size"
+    )
+    print(f"\ncontrol checks -> {path}\n{control_checks.format_table(report)}")
 
 
 def run():

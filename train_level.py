@@ -45,6 +45,8 @@ TRAIN_FLAGS = (
     "run_eagerly",
     "skip_bad",
     "seed",
+    "ebb_dir",
+    "ebb_fraction",
 )
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 from pynet_bokeh import image_io
 from pynet_bokeh.errors import BadDataError
 from pynet_bokeh.models.pynet import level_model, level_scale
+from pynet_bokeh.render.controls import signed_defocus
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +58,21 @@ def level_function(model, level=1):
     return cache[level]
 
 
-def render_bokeh(model, photo, depth, level=1, depth_name="depth map"):
+def render_bokeh(model, photo, depth, level=1, depth_name="depth map", controls=None):
     """Renders bokeh for one photo (H x W x 3 in [0, 1]) and its EBB! depth map.
 
     Applies the EBB! convention (photo x0.5 bicubic, depth as 4th channel), pads to a multiple
     of 32, runs `level`, crops, and returns float32 H x W x 3 at the photo's size (levels > 1
-    are resized up with bicubic interpolation).
+    are resized up with bicubic interpolation). A controllable model (5 input channels) needs
+    `controls` = (focus disparity d_f, blur K): its 5th channel is their signed defocus map.
     """
     x = image_io.ebb_input(photo, depth, depth_name=depth_name)
+    k_max = getattr(model, "defocus_k_max", None)
+    if k_max is not None:
+        if controls is None:
+            raise ValueError("a controllable PyNET needs controls=(focus_disparity, blur)")
+        c = signed_defocus(x[..., 3], controls[0], controls[1], k_max)
+        x = np.concatenate([x, c[..., None]], axis=-1)
     y = predict_padded(level_function(model, level), x, level_scale(level))
     if y.shape[:2] != photo.shape[:2]:
         y = image_io.resize_bicubic(y, photo.shape[:2])

@@ -172,6 +172,38 @@ _SPECS = [
     ),
     Flag("skip_bad", "bool", False, "Leave out broken pairs instead of stopping."),
     Flag("seed", "integer", 0, "Seed of the data pipeline."),
+    # --------------------------------------------------------------- pynet-controllable
+    Flag(
+        "ebb_dir",
+        "string",
+        None,
+        "pynet-controllable: EBB! root whose pairs join the synthetic set, with the controls "
+        "`python -m pynet_bokeh.data.controls EBB/` estimated.",
+    ),
+    Flag(
+        "ebb_fraction",
+        "float",
+        0.0,
+        "pynet-controllable: share of training samples drawn from --ebb_dir (0..1).",
+    ),
+    # --------------------------------------------------------------- portrait
+    Flag("mask", "string", None, "portrait: subject mask file (white = subject)."),
+    Flag(
+        "segmenter",
+        "string",
+        None,
+        "portrait: keras-hub DeepLabV3 preset folder or handle (person = subject); needs the "
+        "extra `portrait`.",
+    ),
+    Flag(
+        "background_blur",
+        "enum",
+        None,
+        "portrait: background blur, gaussian (sigma K/2, as the report) or disc (classical).",
+        choices=("gaussian", "disc"),
+    ),
+    Flag("feather", "float", None, "portrait: feathered mask edge, Gaussian sigma in pixels."),
+    Flag("person_class", "integer", None, "portrait: the segmenter's person class (VOC: 15)."),
 ]
 SHARED = {flag.name: flag for flag in _SPECS}
 
@@ -255,7 +287,10 @@ def renderer_from_flags(opts, weights=None):
     for option, flag in cls.option_flags.items():
         if hasattr(opts, flag) and getattr(opts, flag) is not None:
             options[option] = getattr(opts, flag)
-    for flag in ("level", "bradcn_config", "aperture"):
+    from pynet_bokeh.renderers import renderer_names
+
+    method_flags = {f for n in renderer_names() for f in renderer_class(n).option_flags.values()}
+    for flag in sorted(method_flags):
         if flag not in cls.option_flags.values() and _has(opts, flag) and is_set(opts, flag):
             raise UsageError(f"--{flag} does not apply to --method {name}")
     return get_renderer(name, weights if weights is not None else opts.weights, **options)

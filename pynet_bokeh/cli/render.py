@@ -23,6 +23,11 @@ RENDER_FLAGS = (
     "blur",
     "depth_dir",
     "output_dir",
+    "mask",
+    "segmenter",
+    "background_blur",
+    "feather",
+    "person_class",
 )
 
 

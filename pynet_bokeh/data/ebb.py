@@ -34,6 +34,7 @@ from absl import logging
 from pynet_bokeh.errors import BadDataError
 from pynet_bokeh.files import write_text_atomic
 from pynet_bokeh.image_io import half_size
+from pynet_bokeh.render.controls import signed_defocus
 
 __all__ = [
     "EbbPair",
@@ -464,13 +465,20 @@ def _is_jpeg(path):
         return _sniff(f.read(8)) == "jpeg"
 
 
-def _pair_tensors(pairs):
-    """Columns of per-pair constants for `Dataset.from_tensor_slices`."""
+def _pair_tensors(pairs, controls=None, k_max=None):
+    """Columns of per-pair constants for `Dataset.from_tensor_slices`; with `controls` (one
+    (d_f, K) per pair) and `k_max`, also the controls that make the 5th input channel."""
     for pair in pairs:
         if pair.photo is None or pair.depth is None or pair.bokeh is None:
             raise ValueError(f"pair {pair.stem!r} lacks a file; validate the pairs first")
     sizes = [pair.photo_size or _file_size(pair.photo) for pair in pairs]
-    return {
+    columns = {}
+    if controls is not None:
+        controls = np.asarray(controls, np.float32).reshape(-1, 2)
+        if len(controls) != len(pairs) or not k_max:
+            raise ValueError("controls needs one (d_f, K) per pair and k_max > 0")
+        columns["controls"] = controls / np.array([1.0, k_max], np.float32)
+    return columns | {
         "photo": [str(p.photo) for p in pairs],
         "depth": [str(p.depth) for p in pairs],
         "bokeh": [str(p.bokeh) for p in pairs],
@@ -548,7 +556,11 @@ def _load_patch(element, y, x, ph, pw, target_hw):
         tf.io.decode_png(tf.io.read_file(element["depth"]), channels=1), tf.float32
     )
     depth = _resize(depth, tf.stack([in_h, in_w]))
-    inputs = tf.concat([photo, depth[y : y + ph, x : x + pw]], axis=-1)
+    depth = depth[y : y + ph, x : x + pw]
+    channels = [photo, depth]
+    if "controls" in element:  # K is stored over K_max already
+        channels.append(signed_defocus(depth, element["controls"][0], element["controls"][1], 1.0))
+    inputs = tf.concat(channels, axis=-1)
     target = _decode_crop(
         element["bokeh"],
         element["bokeh_jpeg"],
@@ -577,9 +589,13 @@ def ebb_dataset(
     pairs=None,
     skip_batches=0,
     shard=None,
+    controls=None,
+    k_max=None,
 ):
     """Streaming training pipeline: (input N x p x p x 4, target N x t x t x 3), float32 [0, 1].
 
+    With `controls` (one (d_f, K) per pair, K in full-resolution pixels) and `k_max`, the input
+    has a 5th channel, the signed defocus map of the controllable PyNET.
     p = patch_size (half-resolution input patch, a multiple of 32); t = target_size(p, level) =
     2p / 2**(level - 1). The target is the full-resolution bokeh window matching the input
     patch (2p x 2p), resized bicubically to t x t. `pairs` (from `validate_pairs`) skips the
@@ -605,7 +621,8 @@ def ebb_dataset(
     pairs = list(pairs)
     if not pairs:
         raise ValueError(f"no pairs to load from {Path(root) / split}")
-    columns = _pair_tensors(pairs)
+    columns = _pair_tensors(pairs, controls, k_max)
+    channels = 5 if controls is not None else 4
     for pair, (h, w) in zip(pairs, columns["size"], strict=True):
         in_h, in_w = half_size((int(h), int(w)))
         if min(in_h, in_w) < patch_size:
@@ -647,7 +664,7 @@ def ebb_dataset(
             inputs, target = tf.image.rot90(inputs, k), tf.image.rot90(target, k)
             inputs = tf.cond(flip, lambda: tf.image.flip_left_right(inputs), lambda: inputs)
             target = tf.cond(flip, lambda: tf.image.flip_left_right(target), lambda: target)
-        inputs = tf.ensure_shape(inputs, [patch_size, patch_size, 4])
+        inputs = tf.ensure_shape(inputs, [patch_size, patch_size, channels])
         target = tf.ensure_shape(target, [t, t, 3])
         return inputs, target
 
@@ -656,7 +673,16 @@ def ebb_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def ebb_eval_dataset(root, split="test", level=1, pairs=None, skip_bad=False, multiple=32):
+def ebb_eval_dataset(
+    root,
+    split="test",
+    level=1,
+    pairs=None,
+    skip_bad=False,
+    multiple=32,
+    controls=None,
+    k_max=None,
+):
     """Whole images, in stem order: (input 1 x h x w x 4, target 1 x th x tw x 3), float32.
 
     The half-resolution input is cropped at the bottom / right to a multiple of `multiple` (so
@@ -669,7 +695,7 @@ def ebb_eval_dataset(root, split="test", level=1, pairs=None, skip_bad=False, mu
     if pairs is None:
         pairs = validate_pairs(find_pairs(root, split), skip_bad=skip_bad)
     pairs = list(pairs)
-    columns = _pair_tensors(pairs)
+    columns = _pair_tensors(pairs, controls, k_max)
     for pair, (h, w) in zip(pairs, columns["size"], strict=True):
         if min(half_size((int(h), int(w)))) < multiple:
             raise ValueError(f"{pair.photo}: {h}x{w} is too small for a {multiple}-px input")

@@ -341,6 +341,9 @@ def ensure_synthetic(cache_dir, n_train=64, n_test=8, size=(256, 384), seed=0, *
     name = f"synthetic_{h}x{w}_train{n_train}_test{n_test}_seed{seed}"
     if variants != 1:
         name += f"_var{variants}"
+    aperture = tuple(kwargs.get("aperture_range", DEFAULT_APERTURE))
+    if aperture != DEFAULT_APERTURE:
+        name += f"_ap{aperture[0]:g}-{aperture[1]:g}"
     root = Path(cache_dir) / name
     if (root / COMPLETE_MARKER).exists():
         return root

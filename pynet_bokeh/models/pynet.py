@@ -11,6 +11,15 @@ from pynet_bokeh.models.layers import ScaledTanh, SpaceToDepth
 
 LEVELS = (1, 2, 3, 4, 5, 6, 7)
 
+#: Input channels of the controllable model: RGB, depth, signed defocus map.
+CONTROLLABLE_CHANNELS = 5
+#: Default K_max (pixels at full resolution): the blur K whose signed defocus map reaches +-1
+#: one unit of disparity from the focal plane; c = clip((d - d_f) * K / K_max, -1, 1).
+DEFAULT_DEFOCUS_K_MAX = 64.0
+#: Layers that read the network input (through space_to_depth).
+INPUT_LAYERS = ("level3_enc_conv3a",)
+SPACE_TO_DEPTH_BLOCK = 2
+
 
 def check_level(level) -> int:
     """Returns `level` as an int, or raises ValueError if it is not 1..7."""
@@ -109,17 +118,36 @@ class PyNET(keras.Model):
     H and W must be multiples of 32. 47,551,791 parameters with the default options.
 
     Args:
-        input_channels: 4 for RGB + depth (the EBB! setting), 3 for RGB only.
+        input_channels: 4 for RGB + depth (the EBB! setting), 3 for RGB only, 5 for the
+            controllable model (RGB, depth, signed defocus map `c`, see `defocus_k_max`).
+        defocus_k_max: only with 5 channels: the K_max of c = clip((d - d_f) * K / K_max,
+            -1, 1) (default `DEFAULT_DEFOCUS_K_MAX`), recorded so inputs are made the same way.
         instance_norm: instance normalisation in the normed blocks (as the authors).
         instance_norm_level_1: instance norm also in level 3's 9x9 blocks (the authors'
             `instance_norm_level_1` switch, off in their release).
     """
 
-    def __init__(self, input_channels=4, instance_norm=True, instance_norm_level_1=False, **kwargs):
+    def __init__(
+        self,
+        input_channels=4,
+        instance_norm=True,
+        instance_norm_level_1=False,
+        defocus_k_max=None,
+        **kwargs,
+    ):
+        if input_channels == CONTROLLABLE_CHANNELS:
+            defocus_k_max = float(defocus_k_max or DEFAULT_DEFOCUS_K_MAX)
+            if not defocus_k_max > 0:
+                raise ValueError(f"defocus_k_max must be > 0, got {defocus_k_max}")
+        elif defocus_k_max is not None:
+            raise ValueError(
+                f"defocus_k_max is for the 5-channel controllable model, not {input_channels} "
+                "input channels"
+            )
         g = _GraphBuilder(instance_norm, instance_norm_level_1)
         mb = g.multi_block
         x = keras.Input((None, None, input_channels), name="image_depth")
-        s = SpaceToDepth(2, name="space_to_depth")(x)
+        s = SpaceToDepth(SPACE_TO_DEPTH_BLOCK, name="space_to_depth")(x)
 
         e1 = mb(s, 3, 32, False, "level3_enc")
         e2 = mb(_pool("level3_pool", e1), 3, 64, True, "level4_enc")
@@ -206,6 +234,8 @@ class PyNET(keras.Model):
         self.input_channels = input_channels
         self.instance_norm = instance_norm
         self.instance_norm_level_1 = instance_norm_level_1
+        self.defocus_k_max = defocus_k_max
+        self.input_layer_names = INPUT_LAYERS
         self.tf1_order = tuple(g.tf1_order)
 
     def get_config(self):
@@ -215,6 +245,7 @@ class PyNET(keras.Model):
             "input_channels": self.input_channels,
             "instance_norm": self.instance_norm,
             "instance_norm_level_1": self.instance_norm_level_1,
+            "defocus_k_max": self.defocus_k_max,
         }
 
     @classmethod
@@ -222,12 +253,21 @@ class PyNET(keras.Model):
         return cls(**config)
 
 
-def build_pynet(input_channels=4, instance_norm=True, instance_norm_level_1=False, name="pynet"):
-    """Builds PyNET-Bokeh; see `PyNET`. Returns a keras.Model with outputs level1 ... level7."""
+def build_pynet(
+    input_channels=4,
+    instance_norm=True,
+    instance_norm_level_1=False,
+    name="pynet",
+    defocus_k_max=None,
+):
+    """Builds PyNET-Bokeh; see `PyNET`. Returns a keras.Model with outputs level1 ... level7.
+
+    `input_channels=5` is the controllable model (RGB, depth, signed defocus map)."""
     return PyNET(
         input_channels=input_channels,
         instance_norm=instance_norm,
         instance_norm_level_1=instance_norm_level_1,
+        defocus_k_max=defocus_k_max,
         name=name,
     )
 

@@ -78,3 +78,18 @@ def disparity_at(depth, focus, photo_shape, radius=FOCUS_WINDOW_RADIUS) -> float
 def classical_aperture(blur, photo_shape) -> float:
     """The classical renderer's `aperture` for blur K: K / max(H, W)."""
     return check_blur(blur) / float(max(photo_shape[:2]))
+
+
+def signed_defocus(depth, focus_disparity, blur, k_max):
+    """The controllable PyNET's fifth input channel: c = clip((d - d_f) * K / K_max, -1, 1).
+
+    `depth` in [0, 1] (near = bright), d_f in [0, 1], K in pixels, K_max the model's
+    `defocus_k_max`; c * K_max is the signed blur radius in full-resolution pixels. Works on
+    numpy arrays and on TF tensors (the data pipeline), elementwise, so it broadcasts.
+    """
+    scaled = (depth - focus_disparity) * (blur / k_max)
+    if hasattr(scaled, "dtype") and not isinstance(scaled, np.ndarray | np.generic):
+        import tensorflow as tf
+
+        return tf.clip_by_value(scaled, -1.0, 1.0)
+    return np.clip(np.asarray(scaled, np.float32), -1.0, 1.0)

@@ -106,18 +106,23 @@ class PyNetRenderer(Renderer):
         from pynet_bokeh.models.pynet import check_level
 
         if model is None and weights is None:
-            raise UsageError(f"--method pynet needs --weights ({', '.join(WEIGHTS_FORMATS)})")
+            raise UsageError(f"--method {self.name} needs --weights ({', '.join(WEIGHTS_FORMATS)})")
         try:
             self.level = check_level(level)
         except ValueError as err:
             raise UsageError(f"--level: {err}") from None
         self.weights = weights
-        self.model = model if model is not None else load_pynet(weights)
+        self.model = model if model is not None else self.load(weights)
+
+    @classmethod
+    def load(cls, weights):
+        """The network with the weights at `weights` (see WEIGHTS_FORMATS)."""
+        return load_pynet(weights)
 
     @property
     def label(self):
         name = os.path.basename(os.path.normpath(str(self.weights))) if self.weights else "model"
-        return f"pynet L{self.level} ({name})"
+        return f"{self.name} L{self.level} ({name})"
 
     def _render(self, photo, depth, controls):
         from pynet_bokeh.inference import render_bokeh

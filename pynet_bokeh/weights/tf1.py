@@ -1,5 +1,9 @@
 """Import of the authors' TF1 PyNET-Bokeh checkpoint (`pynet_bokeh_level_0.index` + `.data-*`).
 
+It also loads into the 5-channel controllable model (`build_pynet(input_channels=5)`): the
+kernels that read the extra input channel (the signed defocus map) are set to zero, so the model
+renders exactly the authors' output whatever the control until it is trained.
+
 The release holds 440 variables `generator/Variable`, `generator/Variable_1`, ... numbered in
 graph-creation order (kernel, bias, then instance-norm shift and scale, layer by layer). Only the
 TF checkpoint reader is used: no TF1 graph, no session.
@@ -17,6 +21,11 @@ from pynet_bokeh.errors import WeightsMismatchError
 log = logging.getLogger(__name__)
 
 _DEFAULT_OPTIONS = {"input_channels": 4, "instance_norm": True, "instance_norm_level_1": False}
+#: Input channels of the authors' model (RGB + depth) and of the controllable one it loads into.
+_TF1_INPUT_CHANNELS = 4
+_EXPANDABLE_INPUT_CHANNELS = (4, 5)
+#: The authors' model reads its input through space_to_depth(x, 2).
+_SPACE_TO_DEPTH_BLOCK = 2
 
 
 # The name this module used before the package had one error class per kind.
@@ -73,8 +82,53 @@ def _model_variables(model):
     return slots
 
 
+def expand_input_kernel(kernel, channels, block=2, from_channels=_TF1_INPUT_CHANNELS):
+    """A kernel reading `space_to_depth(x, block)` of a `from_channels` input, widened to read a
+    `channels` input: the new channels' slices are zero.
+
+    space_to_depth puts input channel c of block position p = dy * block + dx at
+    `p * C + c`, so each position's slices move to the new stride: `[p * channels + c]`.
+    """
+    kernel = np.asarray(kernel)
+    positions = block * block
+    if kernel.shape[2] != positions * from_channels:
+        raise WeightsMismatchError(
+            f"input kernel has {kernel.shape[2]} input channels, expected "
+            f"{positions * from_channels} (space_to_depth {block} of {from_channels} channels)"
+        )
+    if channels < from_channels:
+        raise ValueError(f"cannot narrow an input kernel from {from_channels} to {channels}")
+    grouped = kernel.reshape(kernel.shape[:2] + (positions, from_channels) + kernel.shape[3:])
+    wide = np.zeros(kernel.shape[:2] + (positions, channels) + kernel.shape[3:], kernel.dtype)
+    wide[:, :, :, :from_channels] = grouped
+    return wide.reshape(kernel.shape[:2] + (positions * channels,) + kernel.shape[3:])
+
+
+def _input_expansion(model, layer, slot):
+    """Channels to widen this variable to (the kernel of an input layer of a 5-channel model),
+    or None."""
+    from_model = getattr(model, "input_channels", _TF1_INPUT_CHANNELS)
+    if from_model == _TF1_INPUT_CHANNELS or from_model not in _EXPANDABLE_INPUT_CHANNELS:
+        return None
+    if layer.name in getattr(model, "input_layer_names", ()) and slot == 0:
+        return from_model
+    return None
+
+
+def _checkpoint_shape(model, layer, slot):
+    """The shape the authors' checkpoint stores for this model variable."""
+    shape = tuple(layer.weights[slot].shape)
+    channels = _input_expansion(model, layer, slot)
+    if channels is None:
+        return shape
+    positions = _SPACE_TO_DEPTH_BLOCK**2
+    return shape[:2] + (positions * _TF1_INPUT_CHANNELS,) + shape[3:]
+
+
 def _options_note(model):
     options = {k: getattr(model, k) for k in _DEFAULT_OPTIONS}
+    if options["input_channels"] in _EXPANDABLE_INPUT_CHANNELS:
+        options["input_channels"] = _TF1_INPUT_CHANNELS
     if options == _DEFAULT_OPTIONS:
         return ""
     return (
@@ -92,7 +146,7 @@ def read_tf1_weights(model, prefix):
     values = {}
     for index, (layer, slot) in enumerate(slots):
         var = tf1_variable_name(index)
-        expected = tuple(layer.weights[slot].shape)
+        expected = _checkpoint_shape(model, layer, slot)
         if var not in shapes:
             raise WeightsMismatchError(
                 f"Variable {var!r} (for layer {layer.name!r}, shape {expected}) is missing from "
@@ -105,7 +159,11 @@ def read_tf1_weights(model, prefix):
                 f"Variable {var!r} in checkpoint {prefix!r} has shape {tuple(shapes[var])}, but "
                 f"layer {layer.name!r} expects {expected}." + _options_note(model)
             )
-        values.setdefault(layer.name, [None] * len(layer.weights))[slot] = reader.get_tensor(var)
+        value = reader.get_tensor(var)
+        channels = _input_expansion(model, layer, slot)
+        if channels is not None:
+            value = expand_input_kernel(value, channels, _SPACE_TO_DEPTH_BLOCK)
+        values.setdefault(layer.name, [None] * len(layer.weights))[slot] = value
     extra = len(shapes) - len(slots)
     if extra:
         log.info("Ignored %d extra checkpoint variables (optimizer slots, counters).", extra)
@@ -115,6 +173,8 @@ def read_tf1_weights(model, prefix):
 def load_tf1_checkpoint(model, prefix):
     """Loads the authors' TF1 checkpoint into a `build_pynet()` model, in place.
 
+    A 5-channel controllable model gets the authors' weights with zero kernels on the signed
+    defocus channel (see `expand_input_kernel`), so it renders the authors' output at first.
     Optimizer slots and other extra variables are ignored. A missing variable or a shape
     mismatch raises `WeightsMismatchError` naming the variable; nothing is assigned then.
     Returns the model.
