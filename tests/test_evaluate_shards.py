@@ -20,7 +20,7 @@ def samples(tmp_path_factory):
     return evaluation.dataset_samples(root, "test")
 
 
-IDENTITY = {"identity": evaluation.identity_renderer}
+IDENTITY = {"identity": evaluation.baseline_renderers()["identity"]}
 
 
 def _evaluate(samples, out, shard=None, renderers=None):
