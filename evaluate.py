@@ -242,7 +242,10 @@ def main(argv, flag_values=FLAGS):
     )
     if shard is not None:
         print(f"\nshard {shard[0]}/{shard[1]}; join the shards with --merge")
-    return _print_summary(summary, opts.output_dir)
+    failed = _print_summary(summary, opts.output_dir)
+    if opts.control_checks:
+        run_control_checks(opts)
+    return failed
 
 
 def _print_summary(summary, output_dir):
@@ -260,8 +263,6 @@ def _print_summary(summary, output_dir):
             print(f"  {name:40s} {scores}  {m['seconds']:.2f} s/image")
         else:
             print(f"  {name:40s} {m['seconds']:.2f} s/image")
-    if opts.control_checks:
-        run_control_checks(opts)
     if summary["failures"]:
         print(f"  {len(summary['failures'])} image(s) failed: see report.md")
         return 1
