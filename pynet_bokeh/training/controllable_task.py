@@ -19,10 +19,9 @@ import os
 
 import tensorflow as tf
 
-from pynet_bokeh.errors import BadDataError, UsageError
+from pynet_bokeh.errors import BadDataError
 from pynet_bokeh.models.pynet import CONTROLLABLE_CHANNELS, DEFAULT_DEFOCUS_K_MAX
 from pynet_bokeh.training.pynet_task import PyNetLevelTask
-from pynet_bokeh.training.schedule import check_level
 
 #: Synthetic set for --synthetic: 4 focus / blur draws per scene, K up to ~38 px at 384 px.
 SYNTHETIC_SET = {
@@ -153,51 +152,13 @@ class ControllableLevelTask(PyNetLevelTask):
 def task_from_flags(flags):
     """(ControllableLevelTask, TrainConfig) from train_level.py's flags (`--method
     pynet-controllable`): PyNET's schedule and level hand-off, this module's data."""
-    from pynet_bokeh.training.config import dataset_root, train_config_from_flags
-    from pynet_bokeh.training.pynet_task import _vgg
-    from pynet_bokeh.training.schedule import resolve_schedule
+    from pynet_bokeh.training import pynet_task
 
-    if flags.level is None:
-        raise UsageError("pass --level (7 first, then 6 ... 1)")
-    try:
-        level = check_level(flags.level)
-        sched = resolve_schedule(
-            level,
-            synthetic=flags.synthetic,
-            batch_size=flags.batch_size,
-            steps=flags.steps,
-            learning_rate=flags.learning_rate,
-            patch_size=flags.patch_size,
-            eval_every=flags.eval_every,
-        )
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    origin = "synthetic CPU schedule" if flags.synthetic else "authors' schedule"
-    print(f"{sched.describe()} ({origin}; flags override)", flush=True)
-    vgg = _vgg(flags, level)
-    root = dataset_root(
-        flags, SYNTHETIC_SET, what="a synthetic set with params/, e.g. from data.synthetic"
-    )
-    try:
-        task = ControllableLevelTask(
-            level,
-            root,
-            flags.model_dir,
-            patch_size=sched.patch_size,
-            batch_size=sched.batch_size,
-            ebb_dir=getattr(flags, "ebb_dir", None),
-            ebb_fraction=getattr(flags, "ebb_fraction", 0.0) or 0.0,
-            init_from=flags.init_from,
-            vgg=vgg,
-            skip_bad=flags.skip_bad,
-        )
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    config = train_config_from_flags(
+    return pynet_task.task_from_flags(
         flags,
-        task.work_dir,
-        steps=sched.steps,
-        learning_rate=sched.learning_rate,
-        eval_every=sched.eval_every,
+        task_cls=ControllableLevelTask,
+        synthetic_set=SYNTHETIC_SET,
+        what="a synthetic set with params/, e.g. from data.synthetic",
+        ebb_dir=getattr(flags, "ebb_dir", None),
+        ebb_fraction=getattr(flags, "ebb_fraction", 0.0) or 0.0,
     )
-    return task, config

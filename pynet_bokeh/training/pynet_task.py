@@ -200,8 +200,9 @@ def _vgg(flags, level):
     return load_vgg19(flags.vgg_weights)
 
 
-def task_from_flags(flags):
-    """(PyNetLevelTask, TrainConfig) from train_level.py's flags; prints the schedule."""
+def task_from_flags(flags, task_cls=None, synthetic_set=None, what="the EBB! root", **options):
+    """(task, TrainConfig) from train_level.py's flags; prints the schedule. `task_cls` (default
+    PyNetLevelTask) with `options` lets a PyNET variant reuse the schedule and hand-off."""
     from pynet_bokeh.training.config import dataset_root, train_config_from_flags
     from pynet_bokeh.training.schedule import resolve_schedule
 
@@ -223,17 +224,21 @@ def task_from_flags(flags):
     origin = "synthetic CPU schedule" if flags.synthetic else "authors' schedule"
     print(f"{sched.describe()} ({origin}; flags override)", flush=True)
     vgg = _vgg(flags, level)
-    root = dataset_root(flags)
-    task = PyNetLevelTask(
-        level,
-        root,
-        flags.model_dir,
-        patch_size=sched.patch_size,
-        batch_size=sched.batch_size,
-        init_from=flags.init_from,
-        vgg=vgg,
-        skip_bad=flags.skip_bad,
-    )
+    root = dataset_root(flags, synthetic_set, what=what)
+    try:
+        task = (task_cls or PyNetLevelTask)(
+            level,
+            root,
+            flags.model_dir,
+            patch_size=sched.patch_size,
+            batch_size=sched.batch_size,
+            init_from=flags.init_from,
+            vgg=vgg,
+            skip_bad=flags.skip_bad,
+            **options,
+        )
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     config = train_config_from_flags(
         flags,
         task.work_dir,
