@@ -32,14 +32,7 @@ from pynet_bokeh.cli import flags as cli_flags
 FLAGS = flags.FLAGS
 
 EVALUATE_FLAGS = (
-    "method",
-    "weights",
-    "level",
-    "bradcn_config",
-    "aperture",
-    "focus",
-    "focus_disparity",
-    "blur",
+    *cli_flags.method_flags(),
     "dataset_dir",
     "depth_dir",
     "output_dir",

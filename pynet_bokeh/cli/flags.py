@@ -274,6 +274,22 @@ def is_set(opts, name):
         return getattr(opts, name, None) != (spec.default if spec else None)
 
 
+def method_option_flags() -> tuple[str, ...]:
+    """Every method's own option flags (`Renderer.option_flags` of the registry), in order."""
+    from pynet_bokeh.renderers import renderer_class, renderer_names
+
+    found = []
+    for name in renderer_names():
+        found += [f for f in renderer_class(name).option_flags.values() if f not in found]
+    return tuple(found)
+
+
+def method_flags() -> tuple[str, ...]:
+    """The flags that choose and drive a method: --method, --weights, the shared controls and
+    every method's options (commands that render declare these)."""
+    return ("method", "weights", "focus", "focus_disparity", "blur", *method_option_flags())
+
+
 def renderer_from_flags(opts, weights=None):
     """The renderer the flags name: `--method` with `--weights` and the method's options
     (`--level` for pynet, `--bradcn_config`, `--aperture` for deeplens); a method option given
@@ -287,10 +303,7 @@ def renderer_from_flags(opts, weights=None):
     for option, flag in cls.option_flags.items():
         if hasattr(opts, flag) and getattr(opts, flag) is not None:
             options[option] = getattr(opts, flag)
-    from pynet_bokeh.renderers import renderer_names
-
-    method_flags = {f for n in renderer_names() for f in renderer_class(n).option_flags.values()}
-    for flag in sorted(method_flags):
+    for flag in method_option_flags():
         if flag not in cls.option_flags.values() and _has(opts, flag) and is_set(opts, flag):
             raise UsageError(f"--{flag} does not apply to --method {name}")
     return get_renderer(name, weights if weights is not None else opts.weights, **options)

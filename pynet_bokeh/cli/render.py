@@ -12,23 +12,7 @@ from pynet_bokeh.errors import BadDataError, UsageError
 
 log = logging.getLogger(__name__)
 
-RENDER_FLAGS = (
-    "method",
-    "weights",
-    "level",
-    "bradcn_config",
-    "aperture",
-    "focus",
-    "focus_disparity",
-    "blur",
-    "depth_dir",
-    "output_dir",
-    "mask",
-    "segmenter",
-    "background_blur",
-    "feather",
-    "person_class",
-)
+RENDER_FLAGS = (*cli_flags.method_flags(), "depth_dir", "output_dir")
 
 
 def add_render_parser(sub):
