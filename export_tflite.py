@@ -128,6 +128,7 @@ def main(argv, flag_values=FLAGS):
     del argv
     opts = flag_values
     from pynet_bokeh.export import export_tflite, metadata_path
+    from pynet_bokeh.renderers import renderer_class
 
     if not opts.output or not opts.output.endswith(".tflite"):
         raise UsageError("--output FILE.tflite is required")
@@ -136,12 +137,12 @@ def main(argv, flag_values=FLAGS):
             "--quantization int8 needs --calibration_dir: a folder of photos with their EBB! "
             "depth maps (e.g. images/ + depth_maps/), as the app will feed them"
         )
-    model, extra = load_export_model(opts)
-    if opts.quantization == "int8" and "input_specs" in extra:
+    if opts.quantization == "int8" and not renderer_class(opts.method).int8_calibration:
         raise UsageError(
             "--quantization int8 is calibrated on photos + depth maps for PyNET only (an RGB + "
             f"depth input); for --model {opts.method} use none, fp16 or dynamic"
         )
+    model, extra = load_export_model(opts)
     extra.setdefault("level", opts.level)
     logging.info("Exporting %s (%s) ...", opts.method, opts.quantization)
     info = export_tflite(

@@ -99,21 +99,25 @@ def remove_stale_temporaries(folder, patterns=(f"{TMP_PREFIX}*",)):
     return removed
 
 
-def plan_outputs(inputs, output_dir, suffix, protected=(), flag="--output_dir"):
+def plan_outputs(
+    inputs, output_dir, suffix, protected=(), flag="--output_dir", beside_inputs=False
+):
     """[(input file, output path)] for writing one output per input into `output_dir`.
 
     An output is `<stem><suffix>`; inputs that share a stem (a.jpg, a.png) get
     `<name><suffix>` (a.jpg.png, a.png.png), so none is skipped or overwritten. Refuses, with
     a UsageError naming `flag`, an output folder that holds an input or is one of the
     `protected` folders or holds one of the `protected` files (depth maps, targets), and two
-    inputs whose outputs would still be one file.
+    inputs whose outputs would still be one file. `beside_inputs` allows an input folder
+    (outputs named apart by their suffix, e.g. `_deeplens_a0.50.png`) but still refuses an
+    output that is an input or a protected file.
     """
     inputs = [Path(p) for p in inputs]
     output_dir = Path(output_dir)
     target = output_dir.resolve()
     for item in [*inputs, *map(Path, protected)]:
         folder = item.resolve() if item.is_dir() else item.resolve().parent
-        if folder == target:
+        if folder == target and not beside_inputs:
             raise UsageError(
                 f"{flag} {output_dir} is an input folder (it holds {item}): outputs there could "
                 "replace inputs; choose another folder"
@@ -124,6 +128,8 @@ def plan_outputs(inputs, output_dir, suffix, protected=(), flag="--output_dir"):
         out = output_dir / f"{p.stem if stems[p.stem] == 1 else p.name}{suffix}"
         if out in taken:
             raise UsageError(f"{taken[out]} and {p} would both be written to {out}: rename one")
+        if out.resolve() in {q.resolve() for q in [*inputs, *map(Path, protected)]}:
+            raise UsageError(f"output {out} would overwrite an input: rename it or pass {flag}")
         taken[out] = p
         planned.append((p, out))
     return planned

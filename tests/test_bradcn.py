@@ -255,6 +255,7 @@ def synthetic_set(tmp_path_factory):
     return ensure_synthetic(tmp_path_factory.mktemp("data"), n_train=3, n_test=0, size=(128, 192))
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_stage_adcn_then_render_losses_fall(synthetic_set, tmp_path):
     """Stage adcn (ADCN on the synthetic true depth), then stage render (L1) starting from its
     weights; light injection and a frozen depth net keep the CPU graph small."""

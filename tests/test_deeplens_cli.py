@@ -126,8 +126,8 @@ def test_an_input_named_like_an_output_is_never_overwritten(checkpoint, scene, c
     clash = scene / "photos" / "scene_deeplens_a0.50.png"
     write_image(clash, np.zeros((8, 8, 3), np.uint8))
     before = clash.read_bytes()
-    assert run_cli("--checkpoint", checkpoint, scene / "photos" / "scene.png", clash) == 1
-    assert "would overwrite an input photo" in capsys.readouterr().out
+    assert run_cli("--checkpoint", checkpoint, scene / "photos" / "scene.png", clash) == 2
+    assert "would overwrite an input" in capsys.readouterr().err
     assert clash.read_bytes() == before
 
 

@@ -78,6 +78,7 @@ def test_batches_per_stage(data):
     assert np.all(np.abs(x["depth_signed"].numpy()) <= 1.0 / APERTURE_RADIUS_FRACTION)
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_blur_then_sr_hand_off(data, runs, tmp_path):
     with pytest.raises(HandOffError, match="stage 'depth'"):
         DeepLensStageTask("blur", data, runs).preflight(resuming=False)

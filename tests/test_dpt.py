@@ -99,6 +99,7 @@ def test_hybrid_float32_parity_stage_by_stage(hybrid_f32, checkpoints, reference
     assert rel_diff(nyu, reference["s1_depth_nyu"]) < 2e-4
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_hybrid_float64_parity(checkpoints, reference):
     model = build_dpt("vitb_rn50_384", head="depth", dtype="float64")
     load_dpt_checkpoint(model, checkpoints["legacy"])

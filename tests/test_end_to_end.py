@@ -39,6 +39,7 @@ def trained(tmp_path_factory):
     return root, Path(data), weights
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_trained_weights_render_evaluate_and_export(trained):
     from pynet_bokeh.inference import render_bokeh
     from pynet_bokeh.renderers.pynet import load_pynet

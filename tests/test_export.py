@@ -272,6 +272,7 @@ def test_synthetic_samples_when_no_photo_is_given():
 # ------------------------------------------------------------------------- PyNET itself
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_pynet_float32_export_matches_keras_and_the_authors_graph(
     tf1_prefix, ebb_samples, fixtures_dir, tmp_path, capsys
 ):
@@ -320,6 +321,7 @@ def test_cli_usage_errors(pynet, tmp_path):
         export_tflite(pynet, tmp_path / "bad.tflite", level=8)
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_pynet_int8_export_keeps_30_db(pynet, ebb_samples, tmp_path):
     info = export_tflite(
         pynet,

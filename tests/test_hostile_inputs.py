@@ -505,6 +505,7 @@ def _small_network(name):
     return keras.Model(inputs, keras.layers.Conv2D(3, 1, name="head")(x), name=name)
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_weights_of_another_network_are_named_in_one_line(tmp_path):
     from pynet_bokeh.errors import WeightsMismatchError
     from pynet_bokeh.renderers.pynet import load_pynet
@@ -531,6 +532,7 @@ def test_weights_of_another_network_are_named_in_one_line(tmp_path):
     assert tagged.endswith("adcn.weights.h5") and checksums(tmp_path) == before
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_init_from_a_truncated_weights_file_is_one_line(train_flags, tmp_path, capsys, monkeypatch):
     from pynet_bokeh.weights.keras_h5 import save_weights
 

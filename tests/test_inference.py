@@ -105,6 +105,7 @@ def test_write_image_atomic(tmp_path):
     assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_render_real_photo_full_size(model, ebb_samples):
     photo = image_io.read_photo(ebb_samples / "images" / "1.jpg")
     depth = image_io.read_depth(ebb_samples / "depth_maps" / "1.png")

@@ -41,6 +41,7 @@ def _trainer(tiny_set, model_dir, steps, model=None):
     return Trainer(task, config)
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_pynet_mixed_float16_steps_outputs_and_resumed_loss_scale(tmp_path, tiny_set):
     keras.utils.set_random_seed(0)
     trainer = _trainer(tiny_set, tmp_path, steps=3)

@@ -67,6 +67,7 @@ def _summary(out):
     return json.loads((out / "summary.json").read_text())
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_evaluate_bradcn(synthetic_set, bradcn_weights, tmp_path):
     from pynet_bokeh.models.bradcn import load_bradcn
     from pynet_bokeh.renderers.bradcn import render_bradcn
@@ -103,6 +104,7 @@ def test_evaluate_bradcn(synthetic_set, bradcn_weights, tmp_path):
     assert float(row["psnr"]) == pytest.approx(psnr, abs=1e-3)
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_evaluate_deeplens(synthetic_set, deeplens_prefix, tmp_path):
     out = tmp_path / "eval"
     _run(
@@ -123,6 +125,7 @@ def test_evaluate_deeplens(synthetic_set, deeplens_prefix, tmp_path):
     assert np.isfinite(summary["methods"]["deeplens A=0.25 (model)"]["psnr"])
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_export_bradcn_builtin_ops(bradcn_weights, tmp_path):
     out = tmp_path / "bradcn.tflite"
     _run(

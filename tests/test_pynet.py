@@ -176,6 +176,7 @@ def test_missing_checkpoint_and_wrong_model(model, tmp_path):
         load_tf1_checkpoint(level_model(model, 7), tmp_path / "nope")
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_convert_cli_writes_loadable_weights(slots_prefix, fixtures_dir, tmp_path):
     from pynet_bokeh.cli import main
 

@@ -143,6 +143,7 @@ def _wait_for(path, proc, timeout):
     pytest.fail(f"no checkpoint after {timeout} s")
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_sigkill_after_first_checkpoint_then_rerun_resumes_with_optimizer_state(tmp_path, tiny_set):
     from pynet_bokeh.training.pynet_task import PyNetLevelTask
     from pynet_bokeh.training.trainer import TrainConfig, Trainer
@@ -207,6 +208,7 @@ train_level.run()
 """
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path, tiny_set):
     args = ["--level", "7", "--dataset_dir", str(tiny_set), "--model_dir", str(tmp_path), *TINY]
     res = subprocess.run(

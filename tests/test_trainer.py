@@ -243,6 +243,7 @@ def _pynet_trainer(level, data, model_dir, model, steps, eval_batches=0, **kw):
     return Trainer(task, config)
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_levels_7_6_5_each_start_from_the_previous_levels_final_weights(tmp_path, tiny_set, pynet):
     pynet = pynet[0]
     model_dir = tmp_path / "runs"
@@ -274,6 +275,7 @@ def test_levels_7_6_5_each_start_from_the_previous_levels_final_weights(tmp_path
         assert previous == str(model_dir / f"level_{level}" / "final.weights.h5")
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_level_7_loss_on_a_fixed_batch_falls(tmp_path, tiny_set, pynet):
     model, initial = pynet
     for w, v in zip(model.weights, initial, strict=True):
@@ -287,6 +289,7 @@ def test_level_7_loss_on_a_fixed_batch_falls(tmp_path, tiny_set, pynet):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_level_1_step_with_a_matconvnet_vgg_file(tmp_path, tiny_set, pynet):
     pynet = pynet[0]
     from vgg_files import write_matconvnet
@@ -313,6 +316,7 @@ def test_level_1_step_with_a_matconvnet_vgg_file(tmp_path, tiny_set, pynet):
     assert int(trainer.optimizer.iterations.numpy()) == 1
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_init_from_the_authors_tf1_checkpoint(tmp_path, fixtures_dir, tiny_set, pynet):
     import subprocess
     import sys

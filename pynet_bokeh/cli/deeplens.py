@@ -82,6 +82,7 @@ def main(argv=None):
                     overwrite=True,
                     focus=focus,
                     focus_disparity=args.focus_disparity,
+                    beside_inputs=True,  # named apart: <stem>_deeplens_a<aperture>.<format>
                 )
                 written, failures = written + len(done), failures + len(failed)
                 for photo, message in failed:

@@ -60,6 +60,7 @@ def render_files(
     focus=None,
     focus_disparity=None,
     blur=None,
+    beside_inputs=False,
 ):
     """Renders every photo named by `inputs` into `output_dir/<stem><suffix>` with `renderer`
     (photos sharing a stem: `<name><suffix>`, see `files.plan_outputs`).
@@ -87,7 +88,9 @@ def render_files(
         except DepthMapMissingError:
             pass  # reported for this photo below, if its method needs one
     protected = list(depth_maps.values()) + ([Path(depth_dir)] if depth_dir is not None else [])
-    planned = plan_outputs(photos, output_dir, suffix, protected=protected)
+    planned = plan_outputs(
+        photos, output_dir, suffix, protected=protected, beside_inputs=beside_inputs
+    )
     output_dir = Path(output_dir)
     check_writable(output_dir, "--output_dir")
     remove_stale_temporaries(output_dir)  # a run killed while writing

@@ -45,6 +45,9 @@ class Renderer:
     #: Whether it needs weights, and the weight files it accepts (for messages and --help).
     needs_weights: ClassVar[bool] = False
     weights_formats: ClassVar[tuple[str, ...]] = ()
+    #: Whether `export_tflite.py --quantization int8` can calibrate it on photos + EBB! depth
+    #: maps (an RGB + depth input, as PyNET's).
+    int8_calibration: ClassVar[bool] = False
     #: Module with `task_from_flags(flags) -> (task, TrainConfig)`, or None (not trainable).
     training_task: ClassVar[str | None] = None
     #: {constructor option: command-line flag} for the method's own options (e.g. pynet's level).

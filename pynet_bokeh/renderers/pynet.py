@@ -100,6 +100,7 @@ class PyNetRenderer(Renderer):
     weights_formats = WEIGHTS_FORMATS
     training_task = "pynet_bokeh.training.pynet_task"
     option_flags = {"level": "level"}
+    int8_calibration = True
 
     def __init__(self, weights=None, level=1, model=None):
         """`weights`: a path (see WEIGHTS_FORMATS); `model`: an already built PyNET instead."""

@@ -39,6 +39,7 @@ class ControllablePyNetRenderer(PyNetRenderer):
     default_blur = DEFAULT_BLUR
     weights_formats = WEIGHTS_FORMATS
     training_task = "pynet_bokeh.training.controllable_task"
+    int8_calibration = False  # a 5-channel input: photos + depth maps alone cannot calibrate it
 
     @classmethod
     def load(cls, weights):
