@@ -256,7 +256,7 @@ def test_tpu_and_multi_worker_without_their_setup_stop_with_one_clear_message(mo
         Trainer(object(), TrainConfig("unused", steps=1, learning_rate=1e-3, strategy="tpus"))
 
 
-def test_input_pipeline_parts_for_tasks_with_and_without_shard(tiny_set):
+def test_input_pipeline_parts_for_tasks_with_and_without_shard(tiny_set, tmp_path):
     import tensorflow as tf
 
     from pynet_bokeh.training.pynet_task import PyNetLevelTask
@@ -268,7 +268,7 @@ def test_input_pipeline_parts_for_tasks_with_and_without_shard(tiny_set):
             ds = tf.data.Dataset.from_tensor_slices(({"a": x}, x[:, :1])).batch(4, True)
             return ds.skip(skip_batches)
 
-    pynet = PyNetLevelTask(5, tiny_set, "unused", 64, 4)
+    pynet = PyNetLevelTask(5, tiny_set, tmp_path / "runs", 64, 4)
     pynet.preflight(resuming=True)
     for task in (Unshardable(), pynet):
         whole = list(task.dataset("train", seed=3, repeat=True, skip_batches=1).take(2))
