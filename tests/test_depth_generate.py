@@ -129,6 +129,7 @@ def test_near_is_bright_on_a_scene_with_known_depth(tmp_path):
     assert np.corrcoef(png.ravel(), truth.ravel())[0, 1] > 0.99
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_real_photos_with_fixture_weights_via_cli(ebb_samples, fixtures_dir, tmp_path):
     """All twelve EBB! photos: maps at exactly the authors' size, uint8, spanning 0..255."""
     folder = tmp_path / "photos"

@@ -215,6 +215,7 @@ def _run_cli(argv):
     evaluate.main([], flag_values)
 
 
+@pytest.mark.slow  # heavy: the default suite keeps under 15 min on 2 cores
 def test_command_line_end_to_end(synthetic_set, tf1_prefix, pynet, tmp_path, capsys):
     from pynet_bokeh.training.checkpointing import save_weights
 
