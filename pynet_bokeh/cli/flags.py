@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pynet_bokeh.errors import UsageError
+from pynet_bokeh.training.config import CHECKPOINT_EVERY, SYNTHETIC_CHECKPOINT_EVERY
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,6 @@ def _methods():
 
     return tuple(renderer_names())
 
-
-# Synthetic runs checkpoint often (short runs); real ones at the authors' interval.
-CHECKPOINT_EVERY = 1000
-SYNTHETIC_CHECKPOINT_EVERY = 100
 
 _SPECS = [
     # --------------------------------------------------------------- method and weights
