@@ -163,3 +163,21 @@ def test_cli(tmp_path, capsys):
     with pytest.raises(SystemExit):
         synthetic.main(["--out", str(tmp_path / "y"), "--size", "63x96"])
     assert "size must be two even numbers" in capsys.readouterr().err
+
+
+def test_cli_aperture_range_reaches_the_params(tmp_path, capsys):
+    out = tmp_path / "ap"
+    synthetic.main(
+        ["--out", str(out), "--train", "1", "--test", "0", "--size", "64x96", "--variants", "2"]
+        + ["--aperture_range", "0.05,0.06"]
+    )
+    config = json.loads((out / synthetic.PARAMS_FILE).read_text())
+    assert config["aperture_range"] == [0.05, 0.06]
+    for k in range(2):
+        params = json.loads((out / f"train/params/0_{k}.json").read_text())
+        assert 0.05 <= params["aperture"] <= 0.06
+    for bad, message in (("0.05", "must be LOW,HIGH"), ("0.06,0.05", "0 < LOW <= HIGH")):
+        with pytest.raises(SystemExit):
+            synthetic.main(["--out", str(tmp_path / "z"), "--aperture_range", bad])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()

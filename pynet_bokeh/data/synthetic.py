@@ -361,6 +361,18 @@ def _parse_size(text):
     return h, w
 
 
+def _parse_aperture_range(text):
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--aperture_range must be LOW,HIGH (e.g. 0.01,0.08), got {text!r}"
+        ) from None
+    if not 0 < low <= high:
+        raise ValueError(f"--aperture_range needs 0 < LOW <= HIGH, got {text!r}")
+    return low, high
+
+
 def main(argv=None):
     import argparse
 
@@ -374,11 +386,24 @@ def main(argv=None):
     parser.add_argument("--size", default="256x384", help="photo size HxW (EBB!: 1024x1536)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", type=int, default=1, help="focus/aperture draws per scene")
+    parser.add_argument(
+        "--aperture_range",
+        default=",".join(f"{a:g}" for a in DEFAULT_APERTURE),
+        help="LOW,HIGH of the uniformly drawn aperture (blur K = aperture x disparity span x "
+        "long side, in pixels); e.g. 0.01,0.08 for K up to ~60 px at 768 px",
+    )
     args = parser.parse_args(argv)
     try:
         size = _parse_size(args.size)
+        aperture = _parse_aperture_range(args.aperture_range)
         root = generate_dataset(
-            args.out, args.train, args.test, size=size, seed=args.seed, variants=args.variants
+            args.out,
+            args.train,
+            args.test,
+            size=size,
+            seed=args.seed,
+            variants=args.variants,
+            aperture_range=aperture,
         )
     except ValueError as e:
         parser.error(str(e))
