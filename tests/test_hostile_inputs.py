@@ -430,6 +430,33 @@ def test_train_level_refuses_non_positive_values_naming_the_flag(
     assert not runs.exists()  # refused before anything was written
 
 
+@pytest.mark.parametrize(
+    "method, flag, value",
+    [
+        ("deeplens", "--steps", "0"),
+        ("deeplens", "--batch_size", "0"),
+        ("bradcn", "--learning_rate", "0"),
+        ("bradcn", "--batch_size", "0"),
+    ],
+)
+def test_zero_is_refused_not_read_as_the_default(
+    train_flags, tmp_path, capsys, monkeypatch, method, flag, value
+):
+    from pynet_bokeh.cli.errors import absl_main
+
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    runs = tmp_path / "runs"
+    stage = "depth" if method == "deeplens" else "adcn"
+    train_level = train_flags(
+        "--method", method, "--stage", stage, "--dataset_dir", str(tmp_path),
+        "--model_dir", str(runs), flag, value,
+    )  # fmt: skip
+    assert absl_main(train_level.main, ["train_level.py"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert re.match(rf"error: {flag} must be (a )?positive", err[-1]), err[-1]
+    assert not runs.exists()
+
+
 def test_final_weights_file_has_an_ordinary_mode(tmp_path):
     import keras
 

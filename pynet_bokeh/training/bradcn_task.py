@@ -415,7 +415,12 @@ def task_from_flags(flags):
     ``--synthetic`` uses the tiny config on a generated set with a short CPU schedule;
     ``--bradcn_config`` (paper | tiny) otherwise, paper by default.
     """
-    from pynet_bokeh.training.config import dataset_root, train_config_from_flags
+    from pynet_bokeh.training.config import (
+        dataset_root,
+        flag_or,
+        positive_batch_size,
+        train_config_from_flags,
+    )
 
     stage = flags.stage or "adcn"
     if stage not in STAGES:
@@ -428,15 +433,16 @@ def task_from_flags(flags):
     paper_lr = {"adcn": 1e-4, "render": 5e-5, "render_msssim": 5e-5}
     task = BradcnTask(
         stage, root, model_dir, config=config, init_from=flags.init_from,
-        patch_size=flags.patch_size, batch_size=flags.batch_size or 1,
+        patch_size=flags.patch_size,
+        batch_size=positive_batch_size(flag_or(flags.batch_size, 1)),
         allow_untrained_depth=synthetic, skip_bad=flags.skip_bad,
     )  # fmt: skip
     train_config = train_config_from_flags(
         flags,
         task.work_dir,
-        steps=flags.steps or (200 if synthetic else paper_steps[stage]),
-        learning_rate=flags.learning_rate or paper_lr[stage],
-        eval_every=flags.eval_every or (100 if synthetic else 5000),
+        steps=flag_or(flags.steps, 200 if synthetic else paper_steps[stage]),
+        learning_rate=flag_or(flags.learning_rate, paper_lr[stage]),
+        eval_every=flag_or(flags.eval_every, 100 if synthetic else 5000),
     )
     print(
         f"bradcn {stage}: config {config}, {train_config.steps} steps, "

@@ -57,6 +57,19 @@ def train_config_from_flags(flags, work_dir, *, steps, learning_rate, eval_every
     )
 
 
+def flag_or(value, default):
+    """A flag's value, or `default` when the flag was not given (None). 0 stays 0, so the
+    checks downstream refuse it naming the flag instead of silently using the default."""
+    return default if value is None else value
+
+
+def positive_batch_size(value) -> int:
+    """--batch_size as a positive int; UsageError naming the flag otherwise."""
+    if int(value) <= 0:
+        raise UsageError(f"--batch_size must be positive, got {value}")
+    return int(value)
+
+
 def validation_cache(work_dir) -> str:
     """Where a run remembers the data files that passed validation (a rerun does not decode
     the data set again)."""

@@ -414,7 +414,12 @@ class DeepLensStageTask:
 
 def task_from_flags(flags):
     """(DeepLensStageTask, TrainConfig) from train_level.py's flags (`--model deeplens`)."""
-    from pynet_bokeh.training.config import dataset_root, train_config_from_flags
+    from pynet_bokeh.training.config import (
+        dataset_root,
+        flag_or,
+        positive_batch_size,
+        train_config_from_flags,
+    )
 
     if flags.stage is None:
         raise UsageError("--model deeplens needs --stage: depth, then blur, sr, all")
@@ -430,7 +435,7 @@ def task_from_flags(flags):
             stage,
             root,
             flags.model_dir,
-            batch_size=flags.batch_size or sched["batch_size"],
+            batch_size=positive_batch_size(flag_or(flags.batch_size, sched["batch_size"])),
             patch_size=flags.patch_size,
             init_from=flags.init_from,
             skip_bad=flags.skip_bad,
@@ -440,9 +445,9 @@ def task_from_flags(flags):
     config = train_config_from_flags(
         flags,
         task.work_dir,
-        steps=flags.steps or steps,
-        learning_rate=flags.learning_rate or sched["learning_rate"],
-        eval_every=flags.eval_every or sched["eval_every"],
+        steps=flag_or(flags.steps, steps),
+        learning_rate=flag_or(flags.learning_rate, sched["learning_rate"]),
+        eval_every=flag_or(flags.eval_every, sched["eval_every"]),
     )
     print(
         f"deeplens {stage}: batch {task.batch_size}, {config.steps} steps, learning rate "
