@@ -128,6 +128,14 @@ def _small(image, downscale):
     return cv2.resize(np.asarray(image, np.float32), size, interpolation=cv2.INTER_AREA)
 
 
+def _ssim(out, target):
+    """SSIM, or NaN where the compared size is below SSIM's 11-px window (level 6 and 7 of a
+    small photo): PSNR and the control checks still apply there."""
+    if min(out.shape[:2]) < metrics.SSIM_FILTER_SIZE:
+        return math.nan
+    return float(metrics.ssim(out, target)[0])
+
+
 def _bucket(blur, edges):
     for lo, hi in zip(edges, edges[1:], strict=False):
         if lo <= blur < hi:
@@ -159,9 +167,7 @@ def control_report(renderers, root, split="test", downscale=1, limit=None, sweep
                 _small(_render(renderer, sample, sample.focus, sample.blur), downscale), 0, 1
             )
             scores = rows[label]["buckets"].setdefault(bucket, [])
-            scores.append(
-                (float(metrics.psnr(out, target)[0]), float(metrics.ssim(out, target)[0]))
-            )
+            scores.append((float(metrics.psnr(out, target)[0]), _ssim(out, target)))
             rows[label]["refocus"].append(refocus_gain(out, photo, depth, sample.focus))
             if renderer.takes_blur:
                 details = [

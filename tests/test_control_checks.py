@@ -53,3 +53,12 @@ def test_needs_known_controls(tmp_path):
         path.unlink()
     with pytest.raises(cc.BadDataError, match="params"):
         cc.control_report({"classical": get_renderer("classical")}, root)
+
+
+def test_below_the_ssim_window_psnr_is_scored_and_ssim_is_nan(synthetic):
+    # 96 x 128 at 1/16: 6 x 8, the size of a PyNET level-5 output of that photo.
+    report = cc.control_report({"identity": get_renderer("identity")}, synthetic, downscale=16)
+    scores = list(report["identity"]["buckets"].values())
+    assert scores and all(math.isnan(s["ssim"]) for s in scores)
+    assert all(math.isfinite(s["psnr"]) and s["psnr"] > 10 for s in scores)
+    assert "nan" in cc.format_table(report)
