@@ -7,7 +7,9 @@ Prints, for each variant: file size, CPU latency (best of --repeats), speed-up o
 float32 measured in the same process, PSNR of its output against Keras float32 on real photos,
 and Keras's achieved GFLOP/s as a fraction of this CPU's matmul peak. Variants: none, fp16,
 dynamic, int8 (full int8: int8 weights and activations, float32 I/O), int8-uint8io (full int8
-with uint8 input and output, fed and read through the scale and zero point the model records).
+with uint8 input and output, fed and read through the scale and zero point the model records),
+int8-level3float (selective: the ops of level 3, where the debugger ablation puts most of the
+int8 error, kept in float).
 int8 is calibrated on the first --num_calibration photos (sorted by name) and the PSNR is
 measured on the next --num_eval photos, never on a calibration photo. Goal (issue 15): full int8
 at least 2.5x faster than Keras float32 at >= 35 dB against it.
@@ -40,8 +42,9 @@ flags.DEFINE_integer("width", 768, "Input width.")
 flags.DEFINE_integer("level", 1, "PyNET level.")
 flags.DEFINE_list(
     "variants",
-    ["none", "fp16", "dynamic", "int8", "int8-uint8io"],
-    "Quantizations to compare (int8-uint8io: full int8 with uint8 input and output).",
+    ["none", "fp16", "dynamic", "int8", "int8-uint8io", "int8-level3float"],
+    "Quantizations to compare (int8-uint8io: full int8 with uint8 input and output; "
+    "int8-level3float: int8 with level 3's ops kept in float, after 'none').",
 )
 flags.DEFINE_integer("num_calibration", 6, "Calibration photos for int8 (the first, by name).")
 flags.DEFINE_integer("num_eval", 6, "Photos after the calibration ones, for the PSNR.")
@@ -75,6 +78,20 @@ def _inputs(size, count):
         names = [p.stem for p, _ in find_photo_depth_pairs(folder)][:count]
         return photo_samples(folder, size, count), f"photos from {folder}", names
     return synthetic_samples(size, count), "generated scenes", [f"scene {i}" for i in range(count)]
+
+
+def _level_nodes(out_dir, level):
+    """Output tensor names of the ops of PyNET `level` in the float export (as the quantization
+    debugger names nodes)."""
+    from pynet_bokeh.export import make_interpreter
+
+    path = out_dir / f"pynet_l{FLAGS.level}_none.tflite"
+    if not path.is_file():
+        raise SystemExit("error: --variants: put 'none' before int8-level3float")
+    interpreter = make_interpreter(path, default_delegates=False)
+    tensors = interpreter.get_tensor_details()
+    names = [tensors[op["outputs"][0]]["name"] for op in interpreter._get_ops_details()]
+    return [n for n in names if f"/level{level}_" in n]
 
 
 def _psnr(a, b):
@@ -123,7 +140,9 @@ def main(argv):
         }
     ]
     for variant in FLAGS.variants:
-        q, _, io = variant.partition("-")
+        q, _, option = variant.partition("-")
+        io = option.removesuffix("io") if option.endswith("io") else "float32"
+        float_nodes = _level_nodes(out_dir, 3) if option == "level3float" else ()
         path = out_dir / f"pynet_l{FLAGS.level}_{variant}.tflite"
         info = export_tflite(
             net,
@@ -132,7 +151,8 @@ def main(argv):
             *size,
             calibration_data=calibration if q == "int8" else None,
             check=False,
-            io_type=io.removesuffix("io") or "float32",
+            io_type=io,
+            float_nodes=float_nodes,
         )
         interpreter = make_interpreter(path)
         outs = [run_tflite(interpreter, {"image_depth": x})["bokeh"] for x in evals]
