@@ -65,7 +65,10 @@ def test_equalisation_keeps_the_float_function_and_scales_the_branch(model, inpu
     assert group / 2 <= branch <= group * 2
 
 
-@pytest.mark.parametrize("io_type, dtype", [("uint8", np.uint8), ("int8", np.int8)])
+@pytest.mark.parametrize(
+    "io_type, dtype",
+    [("uint8", np.uint8), pytest.param("int8", np.int8, marks=pytest.mark.slow)],
+)
 def test_integer_io_records_scale_and_zero_point(model, inputs, tmp_path, io_type, dtype):
     path = tmp_path / f"m_{io_type}.tflite"
     info = export_tflite(
