@@ -53,6 +53,21 @@ def define_flags(fv=FLAGS):
     flags.DEFINE_enum(
         "quantization", "none", ["none", "fp16", "dynamic", "int8"], "Quantization.", flag_values=fv
     )
+    flags.DEFINE_enum(
+        "io_type",
+        "float32",
+        ["float32", "int8", "uint8"],
+        "int8 only: type of the model's input and output tensors; int8/uint8 models take and "
+        "return integers (scale and zero point in the JSON), for NPUs that need integer I/O.",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "float_nodes",
+        [],
+        "int8 only: output tensor names of ops to keep in float (selective quantization; "
+        "names from the quantization debugger, see docs/android.md).",
+        flag_values=fv,
+    )
     flags.DEFINE_integer(
         "height",
         512,
@@ -142,6 +157,10 @@ def main(argv, flag_values=FLAGS):
             "--quantization int8 is calibrated on photos + depth maps for PyNET only (an RGB + "
             f"depth input); for --model {opts.method} use none, fp16 or dynamic"
         )
+    if opts.quantization != "int8" and (opts.io_type != "float32" or opts.float_nodes):
+        raise UsageError("--io_type and --float_nodes need --quantization int8")
+    if opts.io_type != "float32" and opts.float_nodes:
+        raise UsageError("--float_nodes needs --io_type float32")
     model, extra = load_export_model(opts)
     extra.setdefault("level", opts.level)
     logging.info("Exporting %s (%s) ...", opts.method, opts.quantization)
@@ -158,13 +177,19 @@ def main(argv, flag_values=FLAGS):
         check=opts.check,
         repeats=opts.repeats,
         num_threads=opts.num_threads,
+        io_type=opts.io_type,
+        float_nodes=opts.float_nodes,
         **extra,
     )
     print(f"\nWrote {opts.output} ({info['size_bytes'] / 2**20:.1f} MiB, {opts.quantization})")
-    for tensor in info["inputs"]:
-        print(f"  input  {tensor['name']}: {tensor['shape']} float32 NHWC")
-    for tensor in info["outputs"]:
-        print(f"  output {tensor['name']}: {tensor['shape']} float32 NHWC")
+    for kind, tensors in (("input ", info["inputs"]), ("output", info["outputs"])):
+        for tensor in tensors:
+            quant = (
+                f" (real = {tensor['scale']:.6g} * (q - {tensor['zero_point']}))"
+                if "scale" in tensor
+                else ""
+            )
+            print(f"  {kind} {tensor['name']}: {tensor['shape']} {tensor['dtype']} NHWC{quant}")
     print(f"  builtin ops: {', '.join(info['ops'])}")
     parity = info.get("parity")
     if parity:

@@ -1,28 +1,140 @@
 """PyNET forward pass at the EBB! size: efficiency against this machine's matmul peak, peak RSS.
 
     python bench/forward.py [--height 512 --width 768 --repeats 3 --level 1]
+    python bench/forward.py --memory_only --sizes 256x384,384x576,512x768   # memory growth
 
 Prints the model's GFLOP count (multiply-add = 2, from its conv layers), the best forward time
 after warm-up, the achieved GFLOP/s, the float32 matmul peak (4096 x 4096, best of several)
-measured in the same process, and the ratio achieved / peak. Goals (issue 2): ratio >= 0.85 on
-CPU; peak RSS < 1.5 GB. Peak RSS is read after the forward passes and before the matmul test.
+measured in the same process, and the ratio achieved / peak. Goals: ratio >= 0.85 on CPU
+(issue 2); peak RSS <= 1.0 GB at 512 x 768 (issue 15).
+
+Peak RSS is measured on the renderer path an app or `pynet-bokeh render` takes:
+`get_renderer("pynet", ...).render(photo, depth)` on one photo of twice the input's size (the
+first of ../shared/ebb_samples resized, else a generated scene), each size in a fresh child
+process (VmHWM: its own peak), with the TensorFlow import alone measured the same way. With
+--sizes it fits peak = a + b * pixels and prints the largest photo for 24 GB.
 """
 
 import argparse
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO.parent / "shared" / "ebb_samples"
 
-from pynet_bokeh import build_pynet, level_model  # noqa: E402
-from pynet_bokeh.bench_utils import (  # noqa: E402
-    best_time,
-    count_flops,
-    matmul_peak_gflops,
-    peak_rss_mb,
-)
+
+def _vm_hwm_mb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    from pynet_bokeh.bench_utils import peak_rss_mb
+
+    return peak_rss_mb()
+
+
+def _render_child(height, width, weights=None):
+    """Child process: render one photo of 2 x (height, width) and print the peak RSS."""
+    import numpy as np
+
+    if height == 0:  # the TensorFlow import alone
+        import tensorflow as tf  # noqa: F401
+
+        print(f"PEAK_MB {_vm_hwm_mb():.0f}")
+        return
+    from pynet_bokeh import build_pynet, image_io
+    from pynet_bokeh.renderers import get_renderer
+
+    size = (2 * height, 2 * width)
+    photos = sorted((SAMPLES / "images").glob("*.jpg")) if SAMPLES.is_dir() else []
+    if photos:
+        photo = image_io.read_photo(photos[0])
+        depth = image_io.read_depth(SAMPLES / "depth_maps" / f"{photos[0].stem}.png")
+        photo = np.clip(image_io.resize_bicubic(photo, size), 0, 1)
+        depth = np.clip(image_io.resize_bicubic(depth[..., None], (height, width))[..., 0], 0, 1)
+    else:
+        rng = np.random.default_rng(0)
+        photo = rng.random((*size, 3), dtype=np.float32)
+        depth = rng.random((height, width), dtype=np.float32)
+    if weights:
+        renderer = get_renderer("pynet", weights=weights)
+    else:  # as get_renderer does before it loads weights
+        from pynet_bokeh.inference import run_independent_ops_one_at_a_time
+
+        run_independent_ops_one_at_a_time()
+        renderer = get_renderer("pynet", model=build_pynet())
+    out = renderer.render(photo, depth)
+    assert out.shape == photo.shape, out.shape
+    print(f"PEAK_MB {_vm_hwm_mb():.0f}")
+
+
+def _fixture_weights(folder):
+    """The seed-0 TF1 fixture checkpoint written into `folder`, or None without the script."""
+    script = REPO.parent / "shared" / "fixtures" / "pynet_tf1" / "make_checkpoint.py"
+    if not script.is_file():
+        return None
+    prefix = str(Path(folder) / "pynet_seed0")
+    subprocess.run(
+        [sys.executable, str(script), prefix, "--seed", "0"], check=True, capture_output=True
+    )
+    return prefix
+
+
+def render_peak_mb(height, width, weights=None):
+    """Peak RSS (MB) of a fresh process rendering one photo of 2 x (height, width) with
+    get_renderer("pynet", weights=weights) (weights None: a freshly built PyNET)."""
+    extra = ["--child_weights", weights] if weights else []
+    result = subprocess.run(
+        [sys.executable, __file__, "--render_child", f"{height}x{width}", *extra],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    for line in result.stdout.splitlines():
+        if line.startswith("PEAK_MB"):
+            return float(line.split()[1])
+    raise RuntimeError(f"render child failed:\n{result.stderr[-2000:]}")
+
+
+def _size(text):
+    h, w = (int(v) for v in text.lower().split("x"))
+    return h, w
+
+
+def memory_table(sizes):
+    import tempfile
+
+    import numpy as np
+
+    base = render_peak_mb(0, 0)
+    print(f"TensorFlow import alone: peak RSS {base:.0f} MB")
+    tmp = tempfile.TemporaryDirectory(prefix="bench_forward_")
+    weights = _fixture_weights(tmp.name)
+    print(f"weights: {'TF1 fixture checkpoint, seed 0' if weights else 'freshly built PyNET'}")
+    rows = []
+    for h, w in sizes:
+        peak = render_peak_mb(h, w, weights)
+        rows.append((h, w, peak))
+        print(f"photo {2 * h}x{2 * w} (input {h}x{w}): peak RSS {peak:.0f} MB", flush=True)
+    if len(rows) >= 2:
+        pixels = np.array([h * w for h, w, _ in rows], float)
+        peaks = np.array([p for _, _, p in rows])
+        slope, intercept = np.polyfit(pixels, peaks, 1)
+        budget = 24 * 1024 * 0.9  # leave 10% of 24 GB to the OS and the app
+        max_pixels = (budget - intercept) / slope
+        side = np.sqrt(max_pixels / 6)  # a 2:3 input
+        print(
+            f"fit: peak MB = {intercept:.0f} + {slope * 1e6:.1f} per input megapixel; "
+            f"90% of 24 GB at {max_pixels / 1e6:.1f} input megapixels: about a "
+            f"{int(4 * side) // 64 * 64}x{int(6 * side) // 64 * 64} photo (input "
+            f"{int(2 * side) // 32 * 32}x{int(3 * side) // 32 * 32})"
+        )
+    tmp.cleanup()
+    return rows
 
 
 def main():
@@ -31,15 +143,43 @@ def main():
     parser.add_argument("--width", type=int, default=768)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--level", type=int, default=1)
+    parser.add_argument("--memory_only", action="store_true", help="Skip the speed part.")
+    parser.add_argument("--sizes", default=None, help="Input sizes for the memory fit, HxW,...")
+    parser.add_argument("--render_child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child_weights", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.render_child:
+        _render_child(*_size(args.render_child), args.child_weights)
+        return
+
+    sizes = [_size(s) for s in args.sizes.split(",")] if args.sizes else []
+    if (args.height, args.width) not in sizes:
+        sizes.append((args.height, args.width))
+    rows = memory_table(sizes)
+    rss = next(p for h, w, p in rows if (h, w) == (args.height, args.width))
+    if not args.memory_only:
+        speed(args)
+    print(
+        f"peak RSS MB          {rss:10.0f}  (renderer path, photo {2 * args.height}x"
+        f"{2 * args.width}; goal <= 1000)"
+    )
+
+
+def speed(args):
+    import numpy as np
+    import tensorflow as tf
+
+    from pynet_bokeh import build_pynet
+    from pynet_bokeh.bench_utils import best_time, count_flops, matmul_peak_gflops
+    from pynet_bokeh.inference import level_function
 
     full = build_pynet()
-    model = level_model(full, args.level)
-    flops = count_flops(model, (args.height, args.width, 4))
+    forward = level_function(full, args.level)  # the renderer's compiled function
+    from pynet_bokeh import level_model
+
+    flops = count_flops(level_model(full, args.level), (args.height, args.width, 4))
     x = tf.constant(np.random.default_rng(0).random((1, args.height, args.width, 4), np.float32))
-    forward = tf.function(lambda t: model(t, training=False))
     seconds = best_time(lambda: forward(x).numpy(), repeats=args.repeats, warmup=1)
-    rss = peak_rss_mb()
     peak = matmul_peak_gflops(4096, repeats=5)
     achieved = flops / seconds / 1e9
     print(
@@ -51,7 +191,6 @@ def main():
     print(f"achieved GFLOP/s     {achieved:10.1f}")
     print(f"matmul peak GFLOP/s  {peak:10.1f}  (float32 4096^2, best of 5, same process)")
     print(f"efficiency ratio     {achieved / peak:10.3f}  (goal >= 0.85)")
-    print(f"peak RSS MB          {rss:10.0f}  (goal < 1536)")
 
 
 if __name__ == "__main__":

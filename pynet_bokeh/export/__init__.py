@@ -14,20 +14,27 @@ then have to ship the TF Select runtime. Quantization modes:
 - "fp16":    float16 weights (half the file), float32 compute on CPU; GPU delegates run fp16.
 - "dynamic": int8 weights, float activations quantized on the fly (dynamic range).
 - "int8":    int8 weights and activations (`TFLITE_BUILTINS_INT8`), calibrated on real photos
-             + depth maps; the model's input and output stay float32 (a QUANTIZE op at the
-             start and a DEQUANTIZE at the end), so the app feeds the same tensors as "none".
+             + depth maps; by default the model's input and output stay float32 (a QUANTIZE op
+             at the start and a DEQUANTIZE at the end), so the app feeds the same tensors as
+             "none"; io_type="int8" / "uint8" gives integer I/O for NPUs, with each tensor's
+             scale and zero point in the JSON. Before calibration, PyNET's concatenated
+             upsampling branches are rescaled to their concatenation's range (`equalize`),
+             and float_nodes keeps chosen ops in float (selective quantization).
 
 `model` may be a full PyNET (its `level` output is exported), any single- or multi-input
 keras.Model, or a callable (e.g. a `tf.function`) with `input_specs`; see `export_tflite`.
 """
 
 from pynet_bokeh.export.convert import (
+    IO_TYPES,
     QUANTIZATIONS,
     FlexOpsError,
     check_builtin_ops,
     convert_saved_model,
+    io_quantization,
     op_names,
 )
+from pynet_bokeh.export.equalize import equalize_concat_ranges, equalized_copy
 from pynet_bokeh.export.litert import make_interpreter, parity_check, run_tflite
 from pynet_bokeh.export.pipeline import CONTROL_SPECS, photo_to_bokeh_spec
 from pynet_bokeh.export.samples import (
@@ -57,6 +64,7 @@ __all__ = [
     "CONTROL_SPECS",
     "DEPTH_ENCODING",
     "EBB_INPUT_SIZE",
+    "IO_TYPES",
     "OUTPUT_NAME",
     "PYNET_INPUT_NAME",
     "QUANTIZATIONS",
@@ -65,9 +73,12 @@ __all__ = [
     "check_builtin_ops",
     "convert_saved_model",
     "default_input_specs",
+    "equalize_concat_ranges",
+    "equalized_copy",
     "export_tflite",
     "find_photo_depth_pairs",
     "fit_to_size",
+    "io_quantization",
     "make_interpreter",
     "metadata_path",
     "op_names",

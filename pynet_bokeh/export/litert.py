@@ -32,10 +32,12 @@ def make_interpreter(model_content, num_threads=None, default_delegates=True):
     return interpreter
 
 
-def run_tflite(interpreter, feeds):
+def run_tflite(interpreter, feeds, raw=False):
     """Runs the `serving_default` signature on {input name: array}; returns {name: array}.
 
-    Models exported with dynamic=True take any size (the runner resizes the inputs).
+    Models exported with dynamic=True take any size (the runner resizes the inputs). Feeds
+    and outputs are float32 in real units; an int8 / uint8 model's are quantized and
+    dequantized with its tensors' scale and zero point (raw=True: fed and returned as is).
     """
     runner = interpreter.get_signature_runner("serving_default")
     inputs = runner.get_input_details()
@@ -51,7 +53,29 @@ def run_tflite(interpreter, feeds):
                 f"input {name!r} has shape {tuple(got)}, but the model takes {tuple(expected)} "
                 "(-1 = any); export with dynamic=True or feed that size"
             )
-    return runner(**{k: np.asarray(v, np.float32) for k, v in feeds.items()})
+    if raw:
+        return runner(**feeds)
+    outputs = runner(**{k: _to_input_type(v, inputs[k]) for k, v in feeds.items()})
+    details = runner.get_output_details()
+    return {k: _dequantized(v, details[k]) for k, v in outputs.items()}
+
+
+def _to_input_type(value, details):
+    """A float feed in [real units] as the input tensor's type (int8 / uint8: quantized)."""
+    dtype = np.dtype(details["dtype"])
+    if dtype == np.float32:
+        return np.asarray(value, np.float32)
+    scale, zero_point = details["quantization"]
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(value, np.float64) / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def _dequantized(value, details):
+    if np.dtype(details["dtype"]) == np.float32:
+        return value
+    scale, zero_point = details["quantization"]
+    return ((value.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
 def _latency(fn, repeats):

@@ -12,11 +12,14 @@ import keras
 import tensorflow as tf
 
 from pynet_bokeh.export.convert import (
+    IO_TYPES,
     QUANTIZATIONS,
     check_builtin_ops,
     convert_saved_model,
+    io_quantization,
     op_names,
 )
+from pynet_bokeh.export.equalize import equalized_copy
 from pynet_bokeh.export.litert import make_interpreter, parity_check
 from pynet_bokeh.export.samples import photo_samples, synthetic_samples
 from pynet_bokeh.export.savedmodel import (
@@ -32,6 +35,8 @@ from pynet_bokeh.files import write_bytes_atomic
 log = logging.getLogger(__name__)
 
 EBB_INPUT_SIZE = (512, 768)  # half of an EBB! photo (1024 x 1536)
+#: Calibration samples run through the float model to set the equalisation scales.
+EQUALIZE_SAMPLES = 2
 
 DEPTH_ENCODING = (
     "EBB! depth map: 8-bit single-channel PNG / 255 at the input's (half-resolution) size; "
@@ -65,6 +70,9 @@ def export_tflite(
     repeats=3,
     num_threads=None,
     metadata=None,
+    io_type="float32",
+    float_nodes=(),
+    equalize=True,
 ):
     """Exports `model` to `output` (.tflite) and writes `<output stem>.json` beside it.
 
@@ -81,6 +89,11 @@ def export_tflite(
     parity_feeds: the parity check's input ({name: array}); default the first calibration
         sample, else a generated scene. check=False skips the check.
     metadata: extra keys for the JSON (a model-specific description of the inputs).
+    io_type: int8 only: "float32" (default), "int8" or "uint8" inputs and outputs; the JSON
+        records each tensor's scale and zero point (real = scale * (q - zero_point)).
+    float_nodes: int8 only: output tensor names of ops kept in float (selective quantization).
+    equalize: int8 only: rescale PyNET's concatenated upsampling branches to their
+        concatenation's range first (`equalize.equalize_concat_ranges`; same float function).
 
     Returns the JSON's content (a dict): input/output layout, quantization, file size, op list
     and, when checked, the parity numbers. Raises FlexOpsError for non-builtin ops.
@@ -90,6 +103,10 @@ def export_tflite(
         raise ValueError(f"output {output} must end with .tflite")
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    if io_type not in IO_TYPES:
+        raise ValueError(f"io_type must be one of {IO_TYPES}, got {io_type!r}")
+    if quantization != "int8" and io_type != "float32":
+        raise ValueError(f"io_type {io_type!r} needs quantization='int8'")
     net = serving_model(model, level)
     is_pynet = _is_pynet(model)
     if net is model and is_pynet:  # a level model: its name says which level
@@ -123,14 +140,26 @@ def export_tflite(
     with tempfile.TemporaryDirectory(prefix="pynet_export_") as tmp:
         log.info("Tracing the model to a SavedModel ...")
         exported = _mobile_graph(net)
+        scales = {}
+        if quantization == "int8" and equalize and isinstance(exported, keras.Model):
+            log.info("Equalising the ranges of concatenated branches ...")
+            exported, scales = equalized_copy(
+                exported, [next(iter(s.values())) for s in samples[:EQUALIZE_SAMPLES]]
+            )
         write_saved_model(exported, tmp, input_specs, output_name, track)
+        del exported
         log.info("Converting to TFLite (%s) ...", quantization)
         content = convert_saved_model(
-            tmp, quantization, (lambda: iter(samples)) if quantization == "int8" else None
+            tmp,
+            quantization,
+            (lambda: iter(samples)) if quantization == "int8" else None,
+            io_type=io_type,
+            float_nodes=tuple(float_nodes),
         )
     ops = op_names(content)
     check_builtin_ops(ops, f"the converted model {output}")
     write_bytes_atomic(output, content)
+    io = io_quantization(content)
     info = {
         "file": output.name,
         "size_bytes": output.stat().st_size,
@@ -140,7 +169,7 @@ def export_tflite(
             {
                 "name": name,
                 "shape": [-1 if d is None else int(d) for d in spec.shape],
-                "dtype": "float32",
+                **io["inputs"].get(name, {"dtype": "float32"}),
                 "layout": "NHWC",
             }
             for name, spec in input_specs.items()
@@ -154,11 +183,18 @@ def export_tflite(
         {
             "name": name,
             "shape": [int(d) for d in details["shape_signature"]],
-            "dtype": "float32",
+            **io["outputs"][name],
             "layout": "NHWC",
         }
         for name, details in outputs.items()
     ]
+    if quantization == "int8":
+        info["int8"] = {
+            "io_type": io_type,
+            "float_nodes": list(float_nodes),
+            "equalized_branches": {k: v for k, v in scales.items() if v != 1.0},
+            "calibration_samples": len(samples),
+        }
     if is_pynet:
         info.update(pynet_io_description(level, size, dynamic))
     if metadata:

@@ -139,6 +139,13 @@ def _options_note(model):
 
 def read_tf1_weights(model, prefix):
     """Reads and checks every variable the model needs; returns {layer name: [arrays]}."""
+    return dict(_tf1_layer_weights(model, prefix))
+
+
+def _tf1_layer_weights(model, prefix):
+    """Checks every variable's name and shape first, then yields (layer name, [arrays]) one
+    layer at a time, so a caller assigning as it goes never holds a second copy of all the
+    weights (190 MB for PyNET)."""
     slots = _model_variables(model)
     prefix = resolve_prefix(prefix)
     reader = tf.train.load_checkpoint(prefix)
@@ -159,15 +166,18 @@ def read_tf1_weights(model, prefix):
                 f"Variable {var!r} in checkpoint {prefix!r} has shape {tuple(shapes[var])}, but "
                 f"layer {layer.name!r} expects {expected}." + _options_note(model)
             )
-        value = reader.get_tensor(var)
-        channels = _input_expansion(model, layer, slot)
-        if channels is not None:
-            value = expand_input_kernel(value, channels, _SPACE_TO_DEPTH_BLOCK)
-        values.setdefault(layer.name, [None] * len(layer.weights))[slot] = value
     extra = len(shapes) - len(slots)
     if extra:
         log.info("Ignored %d extra checkpoint variables (optimizer slots, counters).", extra)
-    return values
+    for index, (layer, slot) in enumerate(slots):
+        value = reader.get_tensor(tf1_variable_name(index))
+        channels = _input_expansion(model, layer, slot)
+        if channels is not None:
+            value = expand_input_kernel(value, channels, _SPACE_TO_DEPTH_BLOCK)
+        arrays = values.setdefault(layer.name, [None] * len(layer.weights))
+        arrays[slot] = value
+        if all(a is not None for a in arrays):
+            yield layer.name, values.pop(layer.name)
 
 
 def load_tf1_checkpoint(model, prefix):
@@ -179,8 +189,7 @@ def load_tf1_checkpoint(model, prefix):
     mismatch raises `WeightsMismatchError` naming the variable; nothing is assigned then.
     Returns the model.
     """
-    values = read_tf1_weights(model, prefix)
-    for name, arrays in values.items():
+    for name, arrays in _tf1_layer_weights(model, prefix):
         layer = model.get_layer(name)
         layer.set_weights([np.asarray(a, dtype=layer.weights[0].dtype) for a in arrays])
     return model
