@@ -78,13 +78,28 @@ def _half(radius):
     return max(int(math.ceil(radius - 0.5)), 0)
 
 
-def _pad(planes, half):
-    """Reflect-101 padding (cv2.BORDER_REFLECT_101) of C x H x W x 1 planes.
+def _planes(conv):
+    """Whether `conv` works on colour planes (C x H x W x 1, the XLA engine) rather than
+    channels-last images (1 x H x W x C, the export: what XNNPACK's kernels run fast)."""
+    return conv in ("taps", "xla")
 
-    Built from reversed edge strips and concatenations (XLA's own REFLECT pad is several
-    times slower)."""
+
+def _channels(x, start, stop=None):
+    """Channels start:stop of planes (C x H x W x 1) or of a 1 x H x W x C image."""
+    if int(x.shape[-1]) == 1:
+        return x[start:stop]
+    return x[..., start:stop]
+
+
+def _pad(planes, half, conv="xla"):
+    """Reflect-101 padding (cv2.BORDER_REFLECT_101) of the H and W axes.
+
+    For the planes layout built from reversed edge strips and concatenations (XLA's own
+    REFLECT pad is several times slower); for the export one MIRROR_PAD."""
     if half == 0:
         return planes
+    if not _planes(conv):
+        return tf.pad(planes, [[0, 0], [half, half], [half, half], [0, 0]], mode="REFLECT")
     rows = [tf.reverse(planes[:, 1 : half + 1], [1]), planes]
     rows.append(tf.reverse(planes[:, -half - 1 : -1], [1]))
     planes = tf.concat(rows, axis=1)
@@ -111,7 +126,8 @@ def _blur_padded(padded, radius, half, conv):
                 tap = padded[:, dy : dy + h, dx : dx + w] * kernel[dy, dx]
                 out = tap if out is None else out + tap
         return out
-    return tf.nn.depthwise_conv2d(padded, kernel[:, :, None, None], [1, 1, 1, 1], "VALID")
+    weights = tf.tile(kernel[:, :, None, None], [1, 1, int(padded.shape[-1]), 1])
+    return tf.nn.depthwise_conv2d(padded, weights, [1, 1, 1, 1], "VALID")
 
 
 def _crop(padded, by):
@@ -141,10 +157,14 @@ def resample_variance(level):
     return 4.0 / 3.0 - 4.0**-level
 
 
-def _up2(x):
-    """x2 bilinear upsampling of C x H x W x 1 planes, half-pixel centres and clamped edges
+def _up2(x, conv="xla"):
+    """x2 bilinear upsampling of the H and W axes, half-pixel centres and clamped edges
     (`tf.image.resize` bilinear and cv2.INTER_LINEAR): each output pixel is 3/4 of its source
-    pixel and 1/4 of the next one outwards. Written out because XLA's resize is ~50x slower."""
+    pixel and 1/4 of the next one outwards. Written out for XLA (its resize is ~50x slower);
+    the export's RESIZE_BILINEAR is what XNNPACK runs."""
+    if not _planes(conv):
+        h, w = int(x.shape[1]), int(x.shape[2])
+        return tf.image.resize(x, (2 * h, 2 * w), method="bilinear")
 
     def along(x, axis):
         def part(start, stop):
@@ -165,7 +185,7 @@ def _up2(x):
 
 
 def _over(acc, layer):
-    return acc * (1.0 - layer[3:]) + layer
+    return acc * (1.0 - _channels(layer, 3)) + layer
 
 
 # The per-layer work in stages: premultiplied layer, blur, compositing. conv="xla" compiles
@@ -176,7 +196,24 @@ def _over(acc, layer):
 def _coarse_premult(bins, data, b, scale, half):
     """Layer `b`'s premultiplied planes box-averaged scale x scale, reflect-padded by half."""
     mask = tf.cast(tf.equal(bins, b), tf.float32)
-    return _pad(tf.nn.avg_pool2d(data * mask, scale, scale, "VALID"), half)
+    conv = "xla" if int(data.shape[-1]) == 1 else "depthwise"
+    return _pad(tf.nn.avg_pool2d(data * mask, scale, scale, "VALID"), half, conv)
+
+
+def _layers_x2(bins, data, max_layers):
+    """Every layer's premultiplied 1 x H x W x 4 image box-averaged 2 x 2, in one pass:
+    max_layers x H/2 x W/2 x 4 (the export's coarse layers start from these rather than from
+    a full-resolution mask per layer). Segment id = layer * blocks + block; the block index is
+    a row and a column term, not one H x W map, which the converter would store as a constant
+    (and the maximum keeps it from folding the two terms into one)."""
+    h, w = int(data.shape[1]), int(data.shape[2])
+    hh, ww = h // 2, w // 2
+    rows = (tf.range(h) // 2) * ww
+    ids = tf.maximum(bins[0, :, :, 0] * (hh * ww) + rows[:, None], 0) + tf.range(w)[None] // 2
+    sums = tf.math.unsorted_segment_sum(
+        tf.reshape(data * 0.25, [-1, 4]), tf.reshape(ids, [-1]), max_layers * hh * ww
+    )
+    return tf.reshape(sums, [max_layers, hh, ww, 4])
 
 
 def _sharp_premult(bins_pad, data_pad, b):
@@ -187,7 +224,7 @@ def _sharp_premult(bins_pad, data_pad, b):
 def _under(color, trans, layer):
     """Front-to-back compositing: `layer` goes under `color` (transmittance `trans`); returns
     the new colour and transmittance."""
-    return color + trans * layer, trans * (1.0 - layer[3:])
+    return color + trans * layer, trans * (1.0 - _channels(layer, 3))
 
 
 _STAGES = {}
@@ -211,9 +248,11 @@ def render_defocus_tf(
     H and W should be even (multiples of 64 use every scale); otherwise everything is blurred
     at full resolution, and a radius above FULL_RES_RADIUS is clipped to it.
     """
-    planes = tf.transpose(linear, [3, 1, 2, 0])  # 3 x H x W x 1: each colour a plane
-    out = _render_planes(planes, disparity, focus_disparity, blur, max_layers, conv)
-    return tf.transpose(out, [3, 1, 2, 0])
+    linear = tf.convert_to_tensor(linear, tf.float32)
+    if _planes(conv):
+        linear = tf.transpose(linear, [3, 1, 2, 0])  # 3 x H x W x 1: each colour a plane
+    out = _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv)
+    return tf.transpose(out, [3, 1, 2, 0]) if _planes(conv) else out
 
 
 def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
@@ -251,16 +290,31 @@ def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
     n = tf.cast(n_bins, tf.int32)
     # Premultiplied colour and coverage planes (4 x H x W x 1), padded once for the
     # full-resolution kernels: a layer's mask times these is its padded premultiplied image.
-    data = tf.concat([linear, ones], axis=0)
-    data_pad, bins_pad = _pad(data, half0), _pad(bins, half0)
+    planes = _planes(conv)
+    data = tf.concat([linear, ones], axis=0 if planes else 3)
+    data_pad, bins_pad = _pad(data, half0, conv), _pad(bins, half0, conv)
+
+    def zeros(lv):
+        return tf.zeros([4, h >> lv, w >> lv, 1] if planes else [1, h >> lv, w >> lv, 4])
+
+    def up2(x):
+        return _up2(x, conv)
 
     def coarse_radius(b, lv):
         s = 2**lv
         r = layer_radius[b] ** 2 - resample_variance(lv) * s * s
         return tf.sqrt(tf.maximum(r, 0.25)) / s
 
+    if not planes and top > 0:
+        layers_x2 = _layers_x2(bins, data, max_layers)
+
     def coarse_premult(b, lv):
-        return _stage(_coarse_premult, conv)(bins, data, b, 2**lv, half_c)
+        if planes:
+            return _stage(_coarse_premult, conv)(bins, data, b, 2**lv, half_c)
+        premult = layers_x2[b][None]
+        if lv > 1:
+            premult = tf.nn.avg_pool2d(premult, 2 ** (lv - 1), 2 ** (lv - 1), "VALID")
+        return _pad(premult, half_c, conv)
 
     def loop(state, first, last, step, body_fn, selected):
         """body_fn(b, *state) over the selected bins first, first + step, ... (last excluded)."""
@@ -279,9 +333,9 @@ def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
     acc = None
     for lv in range(top, 0, -1):
         if acc is None:
-            acc = tf.zeros([4, h >> lv, w >> lv, 1])
+            acc = zeros(lv)
         else:
-            acc = _up2(acc)
+            acc = up2(acc)
 
         def far_over(b, a, lv=lv):
             return (over(a, blur_fn(coarse_premult(b, lv), coarse_radius(b, lv), half_c, conv)),)
@@ -294,7 +348,7 @@ def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
             far_over,
             lambda b, lv=lv: present[b] & far[b] & tf.equal(level[b], lv),
         )
-    acc = data * 0.0 if acc is None else _up2(acc)
+    acc = data * 0.0 if acc is None else up2(acc)
 
     # Layers near the focal plane at full resolution, back to front; the disc's grid is the
     # smallest that holds the layer's radius.
@@ -324,9 +378,9 @@ def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
     color = trans = None
     for lv in range(top, 0, -1):
         if color is None:
-            color, trans = tf.zeros([4, h >> lv, w >> lv, 1]), tf.ones([1, h >> lv, w >> lv, 1])
+            color, trans = zeros(lv), tf.ones([1, h >> lv, w >> lv, 1])
         else:
-            color, trans = _up2(color), _up2(trans)
+            color, trans = up2(color), up2(trans)
 
         def near_under(b, c, t, lv=lv):
             return under(c, t, blur_fn(coarse_premult(b, lv), coarse_radius(b, lv), half_c, conv))
@@ -339,12 +393,12 @@ def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
             near_under,
             lambda b, lv=lv: present[b] & ~far[b] & tf.equal(level[b], lv),
         )
-    return _normalise(_up2(color) + _up2(trans) * acc)
+    return _normalise(up2(color) + up2(trans) * acc)
 
 
 def _normalise(acc):
-    coverage = acc[3:]
-    rgb = acc[:3] / tf.maximum(coverage, 1e-6)
+    coverage = _channels(acc, 3)
+    rgb = _channels(acc, 0, 3) / tf.maximum(coverage, 1e-6)
     return tf.where(coverage > 1e-6, rgb, 0.0)
 
 
@@ -357,9 +411,14 @@ def render_bokeh_tf(photo, depth, focus_disparity, blur, max_layers=MAX_LAYERS, 
     depth = tf.convert_to_tensor(depth, tf.float32)
     size = photo.shape[1:3]
     if depth.shape[1:3] == (size[0] // 2, size[1] // 2) and size[0] % 2 == size[1] % 2 == 0:
-        depth = _up2(depth)  # the EBB! map: half the photo's size
+        depth = _up2(depth, conv)  # the EBB! map: half the photo's size
     elif depth.shape[1:3] != size:
         depth = tf.image.resize(depth, size, method="bilinear")
+    if not _planes(conv):
+        out = _render_planes(
+            srgb_to_linear_tf(photo), depth, focus_disparity, blur, max_layers, conv
+        )
+        return linear_to_srgb_tf(out)
     planes = srgb_to_linear_tf(tf.transpose(photo, [3, 1, 2, 0]))
     out = _render_planes(planes, depth, focus_disparity, blur, max_layers, conv)
     return tf.transpose(linear_to_srgb_tf(out), [3, 1, 2, 0])
