@@ -6,8 +6,12 @@ into at most `max_layers` layers about one pixel of radius wide (the reference's
 same data-dependent edges), each layer blurred in linear light by an anti-aliased disc of the
 layer's mean radius, composited far to near with "over", coverage normalised away at the end.
 
-What differs is where the work happens. Images are colour planes (C x H x W x 1: the width is
-the fastest axis). A layer whose radius is at most `FULL_RES_RADIUS` is blurred at full
+What differs is where the work happens. The TF engine works on colour planes (C x H x W x 1:
+the width is the fastest axis, which XLA vectorises); the export on 1 x H x W x 4 images
+(premultiplied RGB and coverage in the channels: 4-channel depthwise convolutions, MIRROR_PAD
+and RESIZE_BILINEAR, the layout LiteRT's kernels run fast), and its coarse layers start from
+every layer box-averaged 2 x 2 by one segment sum rather than from a full-resolution mask per
+layer. A layer whose radius is at most `FULL_RES_RADIUS` is blurred at full
 resolution with its exact disc, on the smallest grid that holds it. A layer of larger radius r
 is blurred at scale s = 2^k, the smallest with r / s <= `COARSE_RADIUS`: its mask times the
 premultiplied planes is box-averaged s x s, convolved with the disc of radius
@@ -21,7 +25,7 @@ costs accuracy (a disc of radius 4 px at its scale has a softer edge than the fu
 from the run-time radius, so the focus and K are graph inputs (the export's `WHILE` loops over
 the layers).
 
-conv="depthwise" (the export; LiteRT runs it with XNNPACK) blurs with a depthwise convolution;
+conv="depthwise" (the export) blurs with a depthwise convolution;
 conv="xla" (the TF engine of `renderers.classical`) with a sum of shifted slices, and compiles
 each stage of a layer (masked premultiplied image, blur, compositing) with XLA on its own:
 several times faster than TensorFlow's CPU kernels; the first call per image size compiles.
