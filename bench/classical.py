@@ -4,7 +4,8 @@
 
 For each photo (centre-cropped / resized to --height x --width) and each K in --blur_fractions
 (of the long side), renders with the NumPy reference, the TF port (`engine="tf"`, one
-tf.function) and the exported .tflite (focus point and K as inputs), all on the same inputs.
+tf.function with XLA-compiled stages) and the exported .tflite (focus point and K as inputs),
+all on the same inputs.
 Prints, per engine, the total best-of-`--repeats` time, the speed ratio to NumPy measured in
 this process, and the PSNR of its output against NumPy (mean and worst over photos). Goals:
 TF >= 4x NumPy, LiteRT >= TF, PSNR >= 40 dB.

@@ -110,3 +110,41 @@ def test_depth_flags_are_checked(tmp_path, megadepth_weights):
             ]
         )
     assert not out.exists()
+
+
+@pytest.mark.slow  # MegaDepth + PyNET through the converter: minutes on 2 cores
+def test_pynet_photo_to_bokeh_file_matches_the_python_pipeline(
+    megadepth_weights, tf1_prefix, ebb_samples, tmp_path
+):
+    from depth_tools.megadepth import build_megadepth, load_megadepth_weights
+    from depth_tools.phone import reference_depth
+
+    h, w = 128, 192  # PyNET's photo graph: multiples of 64
+    out = tmp_path / "pynet_photo_bokeh.tflite"
+    argv = ["--model", "pynet", "--weights", str(tf1_prefix), "--depth_model", "megadepth"]
+    argv += ["--depth_weights", str(megadepth_weights), "--height", str(h), "--width", str(w)]
+    _run_cli([*argv, "--output", str(out), "--repeats", "1"])
+    info = json.loads(metadata_path(out).read_text())
+    assert [(t["name"], t["shape"]) for t in info["inputs"]] == [("image", [1, h, w, 3])]
+    assert [(t["name"], t["shape"]) for t in info["outputs"]] == [("image", [1, h, w, 3])]
+    assert info["model"] == "photo_to_bokeh:pynet" and "MegaDepth" in info["depth"]
+    assert info["parity"]["max_abs_diff"] < 1e-4  # TF graph vs LiteRT
+    assert info["parity"]["tflite_latency_s"] > 0
+    assert info["size_bytes"] > 150_000_000  # PyNET's float32 weights and MegaDepth's
+    assert "CONV_2D" in info["ops"] and "TRANSPOSE_CONV" in info["ops"]
+
+    net = load_megadepth_weights(build_megadepth(), megadepth_weights)
+    renderer = get_renderer("pynet", weights=tf1_prefix)
+    interpreter = make_interpreter(out)
+    psnrs = []
+    for name in ("2", "7"):
+        photo = fit_to_size(image_io.read_photo(ebb_samples / "images" / f"{name}.jpg"), (h, w))
+        expected = renderer.render(photo, reference_depth(net, photo))
+        got = run_tflite(interpreter, {"image": photo[None]})["image"][0]
+        assert got.shape == photo.shape
+        psnrs.append(_psnr(got, expected))
+    print("pynet photo-to-bokeh PSNR vs the Python pipeline:", psnrs)
+    # the file resizes the photo bilinearly where the pipeline uses antialiased / bicubic
+    assert min(psnrs) >= 38.0, psnrs  # 43.4 and 40.2 dB when written
+    with pytest.raises(UsageError, match="multiples of 64"):
+        _run_cli([*argv[:-4], "--height", "96", "--width", "192", "--output", str(out)])

@@ -6,17 +6,29 @@ into at most `max_layers` layers about one pixel of radius wide (the reference's
 same data-dependent edges), each layer blurred in linear light by an anti-aliased disc of the
 layer's mean radius, composited far to near with "over", coverage normalised away at the end.
 
-What differs is where the work happens. A layer whose radius is at most `FULL_RES_RADIUS` is
-blurred at full resolution with its exact disc. A layer of larger radius r is blurred at scale
-s = 2^k, the smallest with r / s <= `COARSE_RADIUS`: its premultiplied colour and coverage are
-box-averaged s x s (all layers at once, by one segment sum into 2 x 2 blocks, then pooling),
-convolved with the disc of radius sqrt(r^2 - s^2 / 2) / s (the resampling's own blur taken off)
-and composited at that scale. The far layers are composited back to front from the coarsest
-scale down, upsampling the accumulated image x2 between scales; the near layers front to back
-(colour and transmittance) the same way; the full-resolution layers go between. "Over" is
-associative, so this is the reference's order; the blurred layers are smooth at their scale, so
-resampling them costs about 50 dB of accuracy and 1 / s^2 of the work. Kernels are fixed-size
-tensors built from the run-time radius, so the focus and K are graph inputs.
+What differs is where the work happens. The TF engine works on colour planes (C x H x W x 1:
+the width is the fastest axis, which XLA vectorises); the export on 1 x H x W x 4 images
+(premultiplied RGB and coverage in the channels: 4-channel depthwise convolutions, MIRROR_PAD
+and RESIZE_BILINEAR, the layout LiteRT's kernels run fast), and its coarse layers start from
+every layer box-averaged 2 x 2 by one segment sum rather than from a full-resolution mask per
+layer. A layer whose radius is at most `FULL_RES_RADIUS` is blurred at full
+resolution with its exact disc, on the smallest grid that holds it. A layer of larger radius r
+is blurred at scale s = 2^k, the smallest with r / s <= `COARSE_RADIUS`: its mask times the
+premultiplied planes is box-averaged s x s, convolved with the disc of radius
+sqrt(r^2 - v s^2) / s, where v s^2 (`resample_variance`) is the blur the box average and the
+x2 bilinear upsamplings add, and composited at that scale. The far layers are composited back
+to front from the coarsest scale down, upsampling the accumulated image x2 between scales; the
+near layers front to back (colour and transmittance) the same way; the full-resolution layers
+go between. "Over" is associative, so this is the reference's order. The coarse discs are what
+costs accuracy (a disc of radius 4 px at its scale has a softer edge than the full-size one):
+41 to 54 dB against the reference on the sample photos. Kernels are fixed-size tensors built
+from the run-time radius, so the focus and K are graph inputs (the export's `WHILE` loops over
+the layers).
+
+conv="depthwise" (the export) blurs with a depthwise convolution;
+conv="xla" (the TF engine of `renderers.classical`) with a sum of shifted slices, and compiles
+each stage of a layer (masked premultiplied image, blur, compositing) with XLA on its own:
+several times faster than TensorFlow's CPU kernels; the first call per image size compiles.
 """
 
 from __future__ import annotations
@@ -34,25 +46,26 @@ __all__ = [
 ]
 
 MAX_LAYERS = 32
-#: Radii (pixels) blurred at full resolution; the largest radius (in its own scale's pixels)
-#: blurred at a coarser scale.
+#: Layers of radius (pixels) up to this are blurred at full resolution.
 FULL_RES_RADIUS = 2.5
-COARSE_RADIUS = 3.0
-#: The coarsest scale, 2^MAX_LEVEL: radii up to COARSE_RADIUS * 64 = 192 px.
+#: The largest disc radius, in its own scale's pixels, a coarser scale blurs with.
+COARSE_RADIUS = 4.0
+#: The coarsest scale, 2^MAX_LEVEL: radii up to COARSE_RADIUS * 64 = 256 px.
 MAX_LEVEL = 6
 
 
 def srgb_to_linear_tf(x):
     """sRGB in [0, 1] -> linear light (IEC 61966-2-1), as `classical.srgb_to_linear`."""
     x = tf.convert_to_tensor(x, tf.float32)
-    high = tf.pow((tf.maximum(x, 0.04045) + 0.055) / 1.055, 2.4)
+    # exp(2.4 log(.)) rather than pow: several times faster under XLA, the same values
+    high = tf.exp(2.4 * tf.math.log((tf.maximum(x, 0.04045) + 0.055) / 1.055))
     return tf.where(x <= 0.04045, x / 12.92, high)
 
 
 def linear_to_srgb_tf(x):
     """Linear light -> sRGB, clipped to [0, 1] first, as `classical.linear_to_srgb`."""
     x = tf.clip_by_value(tf.convert_to_tensor(x, tf.float32), 0.0, 1.0)
-    high = 1.055 * tf.pow(tf.maximum(x, 0.0031308), 1 / 2.4) - 0.055
+    high = 1.055 * tf.exp(tf.math.log(tf.maximum(x, 0.0031308)) / 2.4) - 0.055
     return tf.where(x <= 0.0031308, x * 12.92, high)
 
 
@@ -69,18 +82,46 @@ def _half(radius):
     return max(int(math.ceil(radius - 0.5)), 0)
 
 
-def _disc_blur(image, radius, half, conv="depthwise"):
-    """Disc blur of 1 x H x W x C, reflect-101 borders (cv2.BORDER_REFLECT_101).
+def _planes(conv):
+    """Whether `conv` works on colour planes (C x H x W x 1, the XLA engine) rather than
+    channels-last images (1 x H x W x C, the export: what XNNPACK's kernels run fast)."""
+    return conv in ("taps", "xla")
+
+
+def _channels(x, start, stop=None):
+    """Channels start:stop of planes (C x H x W x 1) or of a 1 x H x W x C image."""
+    if int(x.shape[-1]) == 1:
+        return x[start:stop]
+    return x[..., start:stop]
+
+
+def _pad(planes, half, conv="xla"):
+    """Reflect-101 padding (cv2.BORDER_REFLECT_101) of the H and W axes.
+
+    For the planes layout built from reversed edge strips and concatenations (XLA's own
+    REFLECT pad is several times slower); for the export one MIRROR_PAD."""
+    if half == 0:
+        return planes
+    if not _planes(conv):
+        return tf.pad(planes, [[0, 0], [half, half], [half, half], [0, 0]], mode="REFLECT")
+    rows = [tf.reverse(planes[:, 1 : half + 1], [1]), planes]
+    rows.append(tf.reverse(planes[:, -half - 1 : -1], [1]))
+    planes = tf.concat(rows, axis=1)
+    cols = [tf.reverse(planes[:, :, 1 : half + 1], [2]), planes]
+    cols.append(tf.reverse(planes[:, :, -half - 1 : -1], [2]))
+    return tf.concat(cols, axis=2)
+
+
+def _blur_padded(padded, radius, half, conv):
+    """Disc blur of C x (H + 2 half) x (W + 2 half) x 1 padded planes -> C x H x W x 1.
 
     conv="depthwise": one depthwise convolution (what LiteRT / XNNPACK run fast);
-    "taps": a sum of shifted slices, one per tap inside the disc's grid (TensorFlow's own CPU
-    depthwise kernel is several times slower than that for kernels of 5 x 5 and more).
+    "taps": a sum of shifted slices, one per tap inside the disc's grid (what XLA fuses into
+    one loop; TensorFlow's own CPU depthwise kernel is many times slower).
     """
-    channels = image.shape[-1]
     kernel = disc_kernel_tf(tf.minimum(radius, half + 0.5), half)
-    padded = tf.pad(image, [[0, 0], [half, half], [half, half], [0, 0]], mode="REFLECT")
-    if conv == "taps":
-        h, w = int(image.shape[1]), int(image.shape[2])
+    h, w = int(padded.shape[1]) - 2 * half, int(padded.shape[2]) - 2 * half
+    if conv in ("taps", "xla"):
         out = None
         for dy in range(2 * half + 1):
             for dx in range(2 * half + 1):
@@ -89,8 +130,13 @@ def _disc_blur(image, radius, half, conv="depthwise"):
                 tap = padded[:, dy : dy + h, dx : dx + w] * kernel[dy, dx]
                 out = tap if out is None else out + tap
         return out
-    weights = tf.tile(kernel[:, :, None, None], [1, 1, channels, 1])
+    weights = tf.tile(kernel[:, :, None, None], [1, 1, int(padded.shape[-1]), 1])
     return tf.nn.depthwise_conv2d(padded, weights, [1, 1, 1, 1], "VALID")
+
+
+def _crop(padded, by):
+    h, w = int(padded.shape[1]) - 2 * by, int(padded.shape[2]) - 2 * by
+    return padded[:, by : by + h, by : by + w] if by else padded
 
 
 def _levels(h, w):
@@ -105,9 +151,96 @@ def _levels(h, w):
     return level
 
 
-def _up2(x):
-    h, w = int(x.shape[1]), int(x.shape[2])
-    return tf.image.resize(x, (2 * h, 2 * w), method="bilinear")
+def resample_variance(level):
+    """The blur that computing a layer at scale s = 2^level adds, as r^2 / s^2 of a disc.
+
+    Per axis a disc of radius r has variance r^2 / 4; the s x s box average adds s^2 / 12 and
+    each x2 bilinear upsampling from level l about (3 / 16) 4^l (its taps 3/4, 1/4), so the
+    disc at scale s gets radius sqrt(r^2 - resample_variance(level) s^2) / s.
+    """
+    return 4.0 / 3.0 - 4.0**-level
+
+
+def _up2(x, conv="xla"):
+    """x2 bilinear upsampling of the H and W axes, half-pixel centres and clamped edges
+    (`tf.image.resize` bilinear and cv2.INTER_LINEAR): each output pixel is 3/4 of its source
+    pixel and 1/4 of the next one outwards. Written out for XLA (its resize is ~50x slower);
+    the export's RESIZE_BILINEAR is what XNNPACK runs."""
+    if not _planes(conv):
+        h, w = int(x.shape[1]), int(x.shape[2])
+        return tf.image.resize(x, (2 * h, 2 * w), method="bilinear")
+
+    def along(x, axis):
+        def part(start, stop):
+            index = [slice(None)] * 4
+            index[axis] = slice(start, stop)
+            return x[tuple(index)]
+
+        first, last = part(0, 1), part(-1, None)
+        head, tail = part(0, -1), part(1, None)
+        before = tf.concat([first, head], axis=axis)
+        after = tf.concat([tail, last], axis=axis)
+        even, odd = 0.75 * x + 0.25 * before, 0.75 * x + 0.25 * after
+        shape = [int(d) for d in x.shape]
+        shape[axis] *= 2
+        return tf.reshape(tf.stack([even, odd], axis=axis + 1), shape)
+
+    return along(along(x, 1), 2)
+
+
+def _over(acc, layer):
+    return acc * (1.0 - _channels(layer, 3)) + layer
+
+
+# The per-layer work in stages: premultiplied layer, blur, compositing. conv="xla" compiles
+# each stage on its own with XLA (`_stage`): one XLA cluster for a whole layer fuses the
+# stages into one loop that recomputes the mask, pooling and taps for every use (10x slower).
+
+
+def _coarse_premult(bins, data, b, scale, half):
+    """Layer `b`'s premultiplied planes box-averaged scale x scale, reflect-padded by half."""
+    mask = tf.cast(tf.equal(bins, b), tf.float32)
+    conv = "xla" if int(data.shape[-1]) == 1 else "depthwise"
+    return _pad(tf.nn.avg_pool2d(data * mask, scale, scale, "VALID"), half, conv)
+
+
+def _layers_x2(bins, data, max_layers):
+    """Every layer's premultiplied 1 x H x W x 4 image box-averaged 2 x 2, in one pass:
+    max_layers x H/2 x W/2 x 4 (the export's coarse layers start from these rather than from
+    a full-resolution mask per layer). Segment id = layer * blocks + block; the block index is
+    a row and a column term, not one H x W map, which the converter would store as a constant
+    (and the maximum keeps it from folding the two terms into one)."""
+    h, w = int(data.shape[1]), int(data.shape[2])
+    hh, ww = h // 2, w // 2
+    rows = (tf.range(h) // 2) * ww
+    ids = tf.maximum(bins[0, :, :, 0] * (hh * ww) + rows[:, None], 0) + tf.range(w)[None] // 2
+    sums = tf.math.unsorted_segment_sum(
+        tf.reshape(data * 0.25, [-1, 4]), tf.reshape(ids, [-1]), max_layers * hh * ww
+    )
+    return tf.reshape(sums, [max_layers, hh, ww, 4])
+
+
+def _sharp_premult(bins_pad, data_pad, b):
+    """Layer `b`'s premultiplied planes, padded (from the padded bins and planes)."""
+    return data_pad * tf.cast(tf.equal(bins_pad, b), tf.float32)
+
+
+def _under(color, trans, layer):
+    """Front-to-back compositing: `layer` goes under `color` (transmittance `trans`); returns
+    the new colour and transmittance."""
+    return color + trans * layer, trans * (1.0 - _channels(layer, 3))
+
+
+_STAGES = {}
+
+
+def _stage(fn, conv):
+    """`fn` itself, or with conv="xla" its XLA-compiled version (one per function, reused)."""
+    if conv != "xla":
+        return fn
+    if fn not in _STAGES:
+        _STAGES[fn] = tf.function(fn, jit_compile=True)
+    return _STAGES[fn]
 
 
 def render_defocus_tf(
@@ -119,6 +252,16 @@ def render_defocus_tf(
     H and W should be even (multiples of 64 use every scale); otherwise everything is blurred
     at full resolution, and a radius above FULL_RES_RADIUS is clipped to it.
     """
+    linear = tf.convert_to_tensor(linear, tf.float32)
+    if _planes(conv):
+        linear = tf.transpose(linear, [3, 1, 2, 0])  # 3 x H x W x 1: each colour a plane
+    out = _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv)
+    return tf.transpose(out, [3, 1, 2, 0]) if _planes(conv) else out
+
+
+def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
+    """render_defocus_tf on 3 x H x W x 1 colour planes (a layout where the image's width is
+    the fastest axis: XLA vectorises the taps along it) and a 1 x H x W x 1 disparity map."""
     h, w = int(linear.shape[1]), int(linear.shape[2])
     top = _levels(h, w)
     half0, half_c = _half(FULL_RES_RADIUS), _half(COARSE_RADIUS)
@@ -130,13 +273,12 @@ def render_defocus_tf(
     width = tf.maximum((hi - lo) / n_bins, 1e-6)
     bins = tf.cast(tf.clip_by_value(tf.floor((radius - lo) / width), 0.0, n_bins - 1.0), tf.int32)
 
-    # Coverage 1 everywhere, computed from an input so that the converter does not store it.
-    ones = tf.cast(bins >= 0, tf.float32)
-    # Per layer: pixel count and mean radius, and the scale its blur is computed at.
+    # Per layer: pixel count, mean radius and the scale its blur is computed at.
+    ones = tf.cast(bins >= 0, tf.float32)  # from an input: the converter stores no constant
     flat_bins = tf.reshape(bins, [-1])
     count = tf.math.unsorted_segment_sum(tf.reshape(ones, [-1]), flat_bins, max_layers)
     total = tf.math.unsorted_segment_sum(tf.reshape(radius, [-1]), flat_bins, max_layers)
-    mean_r = total / tf.maximum(count, 1e-12)
+    mean_r = total / tf.maximum(count, 1.0)
     layer_radius = tf.abs(mean_r)
     coarse_level = tf.math.ceil(
         tf.math.log(tf.maximum(layer_radius, 1e-6) / COARSE_RADIUS) / math.log(2.0)
@@ -149,98 +291,118 @@ def render_defocus_tf(
     level = tf.minimum(level, top)
     present = count > 0
     far = mean_r < 0
+    n = tf.cast(n_bins, tf.int32)
+    # Premultiplied colour and coverage planes (4 x H x W x 1), padded once for the
+    # full-resolution kernels: a layer's mask times these is its padded premultiplied image.
+    planes = _planes(conv)
+    data = tf.concat([linear, ones], axis=0 if planes else 3)
+    data_pad, bins_pad = _pad(data, half0, conv), _pad(bins, half0, conv)
 
-    if top > 0:
-        # All layers' premultiplied colour and coverage averaged over 2 x 2 blocks, in one pass.
-        # Segment id = layer * blocks + block; the block index is added as a row and a column
-        # term (not one H x W map, which the converter would store as a constant).
-        hh, ww = h // 2, w // 2
-        rows = (tf.range(h) // 2) * ww
-        cols = tf.range(w) // 2
-        # (maximum keeps the converter from folding the two terms into one H x W constant)
-        ids = tf.maximum(bins[0, :, :, 0] * (hh * ww) + rows[:, None], 0) + cols[None, :]
-        data = tf.concat([linear, ones], axis=-1) * 0.25
-        hist = tf.math.unsorted_segment_sum(
-            tf.reshape(data, [-1, 4]), tf.reshape(ids, [-1]), max_layers * hh * ww
-        )
-        hist = tf.reshape(hist, [max_layers, hh, ww, 4])
+    def zeros(lv):
+        return tf.zeros([4, h >> lv, w >> lv, 1] if planes else [1, h >> lv, w >> lv, 4])
 
-    def coarse_layer(b, lv):
-        premult = hist[b][None]
+    def up2(x):
+        return _up2(x, conv)
+
+    def coarse_radius(b, lv):
+        s = 2**lv
+        r = layer_radius[b] ** 2 - resample_variance(lv) * s * s
+        return tf.sqrt(tf.maximum(r, 0.25)) / s
+
+    if not planes and top > 0:
+        layers_x2 = _layers_x2(bins, data, max_layers)
+
+    def coarse_premult(b, lv):
+        if planes:
+            return _stage(_coarse_premult, conv)(bins, data, b, 2**lv, half_c)
+        premult = layers_x2[b][None]
         if lv > 1:
-            pool = 2 ** (lv - 1)
-            premult = tf.nn.avg_pool2d(premult, pool, pool, "VALID")
-        s = float(2**lv)
-        r = tf.sqrt(tf.maximum(layer_radius[b] ** 2 - 0.5 * s * s, 0.25)) / s
-        return _disc_blur(premult, r, half_c, conv)
+            premult = tf.nn.avg_pool2d(premult, 2 ** (lv - 1), 2 ** (lv - 1), "VALID")
+        return _pad(premult, half_c, conv)
 
-    def loop(state, order, body_fn, selected):
-        def body(i, *acc):
-            b = order(i)
+    def loop(state, first, last, step, body_fn, selected):
+        """body_fn(b, *state) over the selected bins first, first + step, ... (last excluded)."""
+
+        def body(b, *acc):
             out = tf.cond(selected(b), lambda: body_fn(b, *acc), lambda: tuple(acc))
-            return (i + 1, *out)
+            return (b + step, *out)
 
-        return tf.while_loop(lambda i, *_: i < max_layers, body, (tf.constant(0), *state))[1:]
+        def more(b, *_):
+            return b < last if step > 0 else b > last
 
+        return tf.while_loop(more, body, (first, *state))[1:]
+
+    blur_fn, over, under = _stage(_blur_padded, conv), _stage(_over, conv), _stage(_under, conv)
     # Far layers, back to front, coarsest scale first.
     acc = None
     for lv in range(top, 0, -1):
-        shape = [1, h >> lv, w >> lv, 4]
-        acc = tf.zeros(shape) if acc is None else _up2(acc)
+        if acc is None:
+            acc = zeros(lv)
+        else:
+            acc = up2(acc)
 
         def far_over(b, a, lv=lv):
-            layer = coarse_layer(b, lv)
-            return (a * (1.0 - layer[..., 3:]) + layer,)
+            return (over(a, blur_fn(coarse_premult(b, lv), coarse_radius(b, lv), half_c, conv)),)
 
         (acc,) = loop(
             (acc,),
-            lambda i: i,
+            tf.constant(0),
+            n,
+            1,
             far_over,
             lambda b, lv=lv: present[b] & far[b] & tf.equal(level[b], lv),
         )
-    acc = tf.concat([linear, disparity], axis=-1) * 0.0 if acc is None else _up2(acc)
+    acc = data * 0.0 if acc is None else up2(acc)
 
-    # Layers near the focal plane at full resolution, back to front.
+    # Layers near the focal plane at full resolution, back to front; the disc's grid is the
+    # smallest that holds the layer's radius.
     def sharp_over(b, a):
-        mask = tf.cast(tf.equal(bins, b), tf.float32)
-        premult = tf.concat([linear * mask, mask], axis=-1)
+        padded = _stage(_sharp_premult, conv)(bins_pad, data_pad, b)
         r = layer_radius[b]
-        layer = (
-            tf.cond(r > 0.5, lambda: _disc_blur(premult, r, half0, conv), lambda: premult)
-            if half0 > 0
-            else premult
-        )
-        return (a * (1.0 - layer[..., 3:]) + layer,)
 
-    (acc,) = loop((acc,), lambda i: i, sharp_over, lambda b: present[b] & tf.equal(level[b], 0))
+        def blurred(half):
+            if half == 0:
+                return lambda: over(a, _crop(padded, half0))
+            return lambda: over(a, blur_fn(_crop(padded, half0 - half), r, half, conv))
+
+        def smallest(half):
+            if half == half0:
+                return blurred(half)()
+            return tf.cond(r <= half + 0.5, blurred(half), lambda: smallest(half + 1))
+
+        return (smallest(0),)
+
+    (acc,) = loop(
+        (acc,), tf.constant(0), n, 1, sharp_over, lambda b: present[b] & tf.equal(level[b], 0)
+    )
     if top == 0:
         return _normalise(acc)
 
     # Near layers, front to back (colour and transmittance), coarsest scale first.
     color = trans = None
     for lv in range(top, 0, -1):
-        shape = [1, h >> lv, w >> lv, 4]
         if color is None:
-            color, trans = tf.zeros(shape), tf.ones([1, h >> lv, w >> lv, 1])
+            color, trans = zeros(lv), tf.ones([1, h >> lv, w >> lv, 1])
         else:
-            color, trans = _up2(color), _up2(trans)
+            color, trans = up2(color), up2(trans)
 
         def near_under(b, c, t, lv=lv):
-            layer = coarse_layer(b, lv)
-            return c + t * layer, t * (1.0 - layer[..., 3:])
+            return under(c, t, blur_fn(coarse_premult(b, lv), coarse_radius(b, lv), half_c, conv))
 
         color, trans = loop(
             (color, trans),
-            lambda i: max_layers - 1 - i,
+            n - 1,
+            -1,
+            -1,
             near_under,
             lambda b, lv=lv: present[b] & ~far[b] & tf.equal(level[b], lv),
         )
-    return _normalise(_up2(color) + _up2(trans) * acc)
+    return _normalise(up2(color) + up2(trans) * acc)
 
 
 def _normalise(acc):
-    coverage = acc[..., 3:]
-    rgb = acc[..., :3] / tf.maximum(coverage, 1e-6)
+    coverage = _channels(acc, 3)
+    rgb = _channels(acc, 0, 3) / tf.maximum(coverage, 1e-6)
     return tf.where(coverage > 1e-6, rgb, 0.0)
 
 
@@ -252,12 +414,18 @@ def render_bokeh_tf(photo, depth, focus_disparity, blur, max_layers=MAX_LAYERS, 
     photo = tf.convert_to_tensor(photo, tf.float32)
     depth = tf.convert_to_tensor(depth, tf.float32)
     size = photo.shape[1:3]
-    if depth.shape[1:3] != size:
+    if depth.shape[1:3] == (size[0] // 2, size[1] // 2) and size[0] % 2 == size[1] % 2 == 0:
+        depth = _up2(depth, conv)  # the EBB! map: half the photo's size
+    elif depth.shape[1:3] != size:
         depth = tf.image.resize(depth, size, method="bilinear")
-    out = render_defocus_tf(
-        srgb_to_linear_tf(photo), depth, focus_disparity, blur, max_layers, conv
-    )
-    return linear_to_srgb_tf(out)
+    if not _planes(conv):
+        out = _render_planes(
+            srgb_to_linear_tf(photo), depth, focus_disparity, blur, max_layers, conv
+        )
+        return linear_to_srgb_tf(out)
+    planes = srgb_to_linear_tf(tf.transpose(photo, [3, 1, 2, 0]))
+    out = _render_planes(planes, depth, focus_disparity, blur, max_layers, conv)
+    return tf.transpose(linear_to_srgb_tf(out), [3, 1, 2, 0])
 
 
 def focus_disparity_tf(depth, focus_xy, photo_size, radius=None):
