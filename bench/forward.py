@@ -61,10 +61,7 @@ def _render_child(height, width, weights=None):
         depth = rng.random((height, width), dtype=np.float32)
     if weights:
         renderer = get_renderer("pynet", weights=weights)
-    else:  # as get_renderer does before it loads weights
-        from pynet_bokeh.inference import run_independent_ops_one_at_a_time
-
-        run_independent_ops_one_at_a_time()
+    else:
         renderer = get_renderer("pynet", model=build_pynet())
     out = renderer.render(photo, depth)
     assert out.shape == photo.shape, out.shape

@@ -50,23 +50,6 @@ def return_freed_buffers_to_the_os():
     libc.mallopt(_M_ARENA_MAX, 2)
 
 
-def run_independent_ops_one_at_a_time():
-    """Sets TensorFlow's inter-op parallelism to 1 if the runtime has not started yet.
-
-    PyNET's multi-blocks have up to four parallel conv branches; run side by side, each holds
-    its feature maps at once (about 50 MB more peak RSS at 512 x 768). Convolutions still use
-    every core (intra-op threads). Returns whether the setting took effect (it cannot once
-    TensorFlow has run an op, e.g. in a process that built another model first).
-    """
-    if tf.config.threading.get_inter_op_parallelism_threads() == 1:
-        return True
-    try:
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # the runtime is initialised: keep its setting
-        return False
-    return True
-
-
 class DepthMapMissingError(BadDataError, FileNotFoundError):
     """A photo has no depth map; the message says how to make one."""
 

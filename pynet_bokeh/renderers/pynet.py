@@ -118,13 +118,9 @@ class PyNetRenderer(Renderer):
     @classmethod
     def load(cls, weights):
         """The network with the weights at `weights` (see WEIGHTS_FORMATS)."""
-        from pynet_bokeh.inference import (
-            return_freed_buffers_to_the_os,
-            run_independent_ops_one_at_a_time,
-        )
+        from pynet_bokeh.inference import return_freed_buffers_to_the_os
 
-        # Lower peak memory (see their docstrings): before TF's first op and the weights.
-        run_independent_ops_one_at_a_time()
+        # Lower peak memory (see its docstring): before the weights are read.
         return_freed_buffers_to_the_os()
         return load_pynet(weights)
 
