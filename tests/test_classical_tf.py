@@ -117,3 +117,23 @@ def test_tf_port_matches_numpy_on_all_samples_at_full_size(ebb_samples):
             focus = (size[1] / 2, size[0] / 2)
             expected = ref.render(photo, depth, focus=focus, blur=k)
             assert _psnr(port.render(photo, depth, focus=focus, blur=k), expected) >= 40.0
+
+
+@pytest.mark.parametrize("size", [pytest.param((64, 96), marks=pytest.mark.slow), (33, 47)])
+def test_python_driven_xla_engine_is_the_graph(ebb_samples, size):
+    """render_bokeh_xla (the renderer's engine="tf": XLA stages, layer loop in Python) gives
+    the exported graph's image: the same layers, discs and order (33 x 47: odd, everything at
+    full resolution)."""
+    from pynet_bokeh.render.classical_tf import render_bokeh_xla
+
+    photo, depth = _sample(ebb_samples, "5", size)
+    if size[0] % 2:
+        depth = fit_to_size(depth[..., None], size)[..., 0]
+    args = (photo[None], depth[None, ..., None], 0.6, 0.1 * max(size))
+    expected = tf.function(render_bokeh_tf)(*args).numpy()
+    got = render_bokeh_xla(*args).numpy()
+    assert got.shape == (1, *size, 3)
+    # a pixel on a bin edge may fall in the next bin (XLA's arithmetic): rare, local
+    assert np.mean(np.abs(got - expected) > 1e-5) < 2e-3
+    assert _psnr(got, expected) > 60
+    assert _psnr(got, photo[None]) < 40  # and it blurred

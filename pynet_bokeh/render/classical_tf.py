@@ -6,12 +6,15 @@ into at most `max_layers` layers about one pixel of radius wide (the reference's
 same data-dependent edges), each layer blurred in linear light by an anti-aliased disc of the
 layer's mean radius, composited far to near with "over", coverage normalised away at the end.
 
-What differs is where the work happens. The TF engine works on colour planes (C x H x W x 1:
-the width is the fastest axis, which XLA vectorises); the export on 1 x H x W x 4 images
-(premultiplied RGB and coverage in the channels: 4-channel depthwise convolutions, MIRROR_PAD
-and RESIZE_BILINEAR, the layout LiteRT's kernels run fast), and its coarse layers start from
-every layer box-averaged 2 x 2 by one segment sum rather than from a full-resolution mask per
-layer. A layer whose radius is at most `FULL_RES_RADIUS` is blurred at full
+Two engines run the same algorithm. `render_bokeh_tf` is one graph (tf.function, the
+export): 1 x H x W x 4 images (premultiplied RGB and coverage in the channels: 4-channel
+depthwise convolutions, MIRROR_PAD and RESIZE_BILINEAR, the layout LiteRT's kernels run fast),
+coarse layers starting from every layer box-averaged 2 x 2 by one segment sum, while loops over
+the layers and conds for their grids. `render_bokeh_xla` (the renderer's engine="tf") works on
+colour planes (C x H x W x 1: the width is the fastest axis, which XLA vectorises), compiles
+each stage of a layer (masked premultiplied image, blur as a sum of shifted slices, compositing)
+with XLA on its own, and runs the layer loop in Python: only the layers present are dispatched.
+A layer whose radius is at most `FULL_RES_RADIUS` is blurred at full
 resolution with its exact disc, on the smallest grid that holds it. A layer of larger radius r
 is blurred at scale s = 2^k, the smallest with r / s <= `COARSE_RADIUS`: its mask times the
 premultiplied planes is box-averaged s x s, convolved with the disc of radius
@@ -25,10 +28,8 @@ costs accuracy (a disc of radius 4 px at its scale has a softer edge than the fu
 from the run-time radius, so the focus and K are graph inputs (the export's `WHILE` loops over
 the layers).
 
-conv="depthwise" (the export) blurs with a depthwise convolution;
-conv="xla" (the TF engine of `renderers.classical`) with a sum of shifted slices, and compiles
-each stage of a layer (masked premultiplied image, blur, compositing) with XLA on its own:
-several times faster than TensorFlow's CPU kernels; the first call per image size compiles.
+The XLA engine is several times faster than TensorFlow's own CPU kernels; its first call per
+image size, and per new combination of layer scale and disc grid, compiles.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "disc_kernel_tf",
     "linear_to_srgb_tf",
     "render_bokeh_tf",
+    "render_bokeh_xla",
     "render_defocus_tf",
     "srgb_to_linear_tf",
 ]
@@ -192,16 +194,23 @@ def _over(acc, layer):
     return acc * (1.0 - _channels(layer, 3)) + layer
 
 
-# The per-layer work in stages: premultiplied layer, blur, compositing. conv="xla" compiles
-# each stage on its own with XLA (`_stage`): one XLA cluster for a whole layer fuses the
-# stages into one loop that recomputes the mask, pooling and taps for every use (10x slower).
+# The per-layer work in stages: premultiplied layer, blur, compositing. The XLA engine compiles
+# each stage on its own (`_xla`): one XLA cluster for a whole layer fuses the stages into one
+# loop that recomputes the mask, pooling and taps for every use (10x slower; blur and "over"
+# fused recompute the coverage's taps for every colour plane: 5x slower).
 
 
 def _coarse_premult(bins, data, b, scale, half):
-    """Layer `b`'s premultiplied planes box-averaged scale x scale, reflect-padded by half."""
-    mask = tf.cast(tf.equal(bins, b), tf.float32)
-    conv = "xla" if int(data.shape[-1]) == 1 else "depthwise"
-    return _pad(tf.nn.avg_pool2d(data * mask, scale, scale, "VALID"), half, conv)
+    """Layer `b`'s premultiplied planes box-averaged scale x scale, reflect-padded by half.
+
+    The planes' box average is a reshape and a sum (XLA runs it ~2x faster than avg_pool)."""
+    if int(data.shape[-1]) != 1:
+        masked = data * tf.cast(tf.equal(bins, b), tf.float32)
+        return _pad(tf.nn.avg_pool2d(masked, scale, scale, "VALID"), half, "depthwise")
+    masked = _masked_planes(bins, data, b)
+    c, h, w = (int(d) for d in data.shape[:3])
+    blocks = tf.reshape(masked, [c, h // scale, scale, w // scale, scale])
+    return _pad(tf.reduce_sum(blocks, [2, 4])[..., None] * (1.0 / scale**2), half, "xla")
 
 
 def _layers_x2(bins, data, max_layers):
@@ -222,7 +231,16 @@ def _layers_x2(bins, data, max_layers):
 
 def _sharp_premult(bins_pad, data_pad, b):
     """Layer `b`'s premultiplied planes, padded (from the padded bins and planes)."""
+    if int(data_pad.shape[-1]) == 1:
+        return _masked_planes(bins_pad, data_pad, b)
     return data_pad * tf.cast(tf.equal(bins_pad, b), tf.float32)
+
+
+def _masked_planes(bins, data, b):
+    """Colour planes times layer `b`'s mask, and the mask as coverage: what data * mask is
+    (data's last plane is ones) without reading that plane; bins may be int32 or uint8."""
+    mask = tf.cast(tf.equal(bins, tf.cast(b, bins.dtype)), tf.float32)
+    return tf.concat([data[:3] * mask, mask], axis=0)
 
 
 def _under(color, trans, layer):
@@ -234,18 +252,20 @@ def _under(color, trans, layer):
 _STAGES = {}
 
 
-def _stage(fn, conv):
-    """`fn` itself, or with conv="xla" its XLA-compiled version (one per function, reused)."""
-    if conv != "xla":
-        return fn
-    if fn not in _STAGES:
-        _STAGES[fn] = tf.function(fn, jit_compile=True)
-    return _STAGES[fn]
+def _xla(fn):
+    """`fn` XLA-compiled: one tf.function per function and argument shapes (each compiles
+    once; one tf.function retraced for every shape would warn)."""
+
+    def compiled(*args):
+        key = (fn, *(tuple(a.shape) if hasattr(a, "shape") else a for a in args))
+        if key not in _STAGES:
+            _STAGES[key] = tf.function(fn, jit_compile=True)
+        return _STAGES[key](*args)
+
+    return compiled
 
 
-def render_defocus_tf(
-    linear, disparity, focus_disparity, blur, max_layers=MAX_LAYERS, conv="depthwise"
-):
+def render_defocus_tf(linear, disparity, focus_disparity, blur, max_layers=MAX_LAYERS):
     """Defocus of 1 x H x W x 3 linear light with its 1 x H x W x 1 disparity map (the photo's
     size); `focus_disparity` and `blur` (K pixels) are scalars. Returns linear light.
 
@@ -253,18 +273,13 @@ def render_defocus_tf(
     at full resolution, and a radius above FULL_RES_RADIUS is clipped to it.
     """
     linear = tf.convert_to_tensor(linear, tf.float32)
-    if _planes(conv):
-        linear = tf.transpose(linear, [3, 1, 2, 0])  # 3 x H x W x 1: each colour a plane
-    out = _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv)
-    return tf.transpose(out, [3, 1, 2, 0]) if _planes(conv) else out
+    return _render_graph(linear, disparity, focus_disparity, blur, max_layers)
 
 
-def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
-    """render_defocus_tf on 3 x H x W x 1 colour planes (a layout where the image's width is
-    the fastest axis: XLA vectorises the taps along it) and a 1 x H x W x 1 disparity map."""
-    h, w = int(linear.shape[1]), int(linear.shape[2])
-    top = _levels(h, w)
-    half0, half_c = _half(FULL_RES_RADIUS), _half(COARSE_RADIUS)
+def _layer_plan(disparity, focus_disparity, blur, max_layers, top):
+    """The layers: each pixel's bin (1 x H x W x 1 int32), the number of bins, a ones map
+    (from an input: the converter stores no constant), and per bin its mean signed radius,
+    the level its blur is computed at (0: full resolution) and whether it has pixels."""
     focus_disparity = tf.reshape(tf.cast(focus_disparity, tf.float32), [])
     k = tf.reshape(tf.cast(blur, tf.float32), [])
     radius = (disparity - focus_disparity) * k
@@ -272,9 +287,7 @@ def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
     n_bins = tf.clip_by_value(tf.math.ceil(hi - lo), 1.0, float(max_layers))
     width = tf.maximum((hi - lo) / n_bins, 1e-6)
     bins = tf.cast(tf.clip_by_value(tf.floor((radius - lo) / width), 0.0, n_bins - 1.0), tf.int32)
-
-    # Per layer: pixel count, mean radius and the scale its blur is computed at.
-    ones = tf.cast(bins >= 0, tf.float32)  # from an input: the converter stores no constant
+    ones = tf.cast(bins >= 0, tf.float32)
     flat_bins = tf.reshape(bins, [-1])
     count = tf.math.unsorted_segment_sum(tf.reshape(ones, [-1]), flat_bins, max_layers)
     total = tf.math.unsorted_segment_sum(tf.reshape(radius, [-1]), flat_bins, max_layers)
@@ -288,18 +301,29 @@ def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
         0,
         tf.cast(tf.clip_by_value(coarse_level, 1.0, float(max(top, 1))), tf.int32),
     )
-    level = tf.minimum(level, top)
-    present = count > 0
+    return bins, tf.cast(n_bins, tf.int32), ones, mean_r, tf.minimum(level, top), count > 0
+
+
+def _render_graph(linear, disparity, focus_disparity, blur, max_layers):
+    """render_defocus_tf as one graph (while loops over the layers, conds for their grids):
+    1 x H x W x 3 linear light and its 1 x H x W x 1 disparity map -> linear light."""
+    conv = "depthwise"
+    h, w = int(linear.shape[1]), int(linear.shape[2])
+    top = _levels(h, w)
+    half0, half_c = _half(FULL_RES_RADIUS), _half(COARSE_RADIUS)
+    bins, n_bins, ones, mean_r, level, present = _layer_plan(
+        disparity, focus_disparity, blur, max_layers, top
+    )
+    layer_radius = tf.abs(mean_r)
     far = mean_r < 0
-    n = tf.cast(n_bins, tf.int32)
-    # Premultiplied colour and coverage planes (4 x H x W x 1), padded once for the
-    # full-resolution kernels: a layer's mask times these is its padded premultiplied image.
-    planes = _planes(conv)
-    data = tf.concat([linear, ones], axis=0 if planes else 3)
+    n = n_bins
+    # Premultiplied colour and coverage (1 x H x W x 4), padded once for the full-resolution
+    # kernels: a layer's mask times these is its padded premultiplied image.
+    data = tf.concat([linear, ones], axis=3)
     data_pad, bins_pad = _pad(data, half0, conv), _pad(bins, half0, conv)
 
     def zeros(lv):
-        return tf.zeros([4, h >> lv, w >> lv, 1] if planes else [1, h >> lv, w >> lv, 4])
+        return tf.zeros([1, h >> lv, w >> lv, 4])
 
     def up2(x):
         return _up2(x, conv)
@@ -309,12 +333,10 @@ def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
         r = layer_radius[b] ** 2 - resample_variance(lv) * s * s
         return tf.sqrt(tf.maximum(r, 0.25)) / s
 
-    if not planes and top > 0:
+    if top > 0:
         layers_x2 = _layers_x2(bins, data, max_layers)
 
     def coarse_premult(b, lv):
-        if planes:
-            return _stage(_coarse_premult, conv)(bins, data, b, 2**lv, half_c)
         premult = layers_x2[b][None]
         if lv > 1:
             premult = tf.nn.avg_pool2d(premult, 2 ** (lv - 1), 2 ** (lv - 1), "VALID")
@@ -332,7 +354,7 @@ def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
 
         return tf.while_loop(more, body, (first, *state))[1:]
 
-    blur_fn, over, under = _stage(_blur_padded, conv), _stage(_over, conv), _stage(_under, conv)
+    blur_fn, over, under = _blur_padded, _over, _under
     # Far layers, back to front, coarsest scale first.
     acc = None
     for lv in range(top, 0, -1):
@@ -357,7 +379,7 @@ def _render_planes(linear, disparity, focus_disparity, blur, max_layers, conv):
     # Layers near the focal plane at full resolution, back to front; the disc's grid is the
     # smallest that holds the layer's radius.
     def sharp_over(b, a):
-        padded = _stage(_sharp_premult, conv)(bins_pad, data_pad, b)
+        padded = _sharp_premult(bins_pad, data_pad, b)
         r = layer_radius[b]
 
         def blurred(half):
@@ -406,26 +428,123 @@ def _normalise(acc):
     return tf.where(coverage > 1e-6, rgb, 0.0)
 
 
-def render_bokeh_tf(photo, depth, focus_disparity, blur, max_layers=MAX_LAYERS, conv="depthwise"):
+def _depth_to_photo(depth, size, conv):
+    """A 1 x h x w x 1 depth map resized bilinearly to the photo's H x W."""
+    if depth.shape[1:3] == (size[0] // 2, size[1] // 2) and size[0] % 2 == size[1] % 2 == 0:
+        return _up2(depth, conv)  # the EBB! map: half the photo's size
+    if depth.shape[1:3] != size:
+        return tf.image.resize(depth, size, method="bilinear")
+    return depth
+
+
+def render_bokeh_tf(photo, depth, focus_disparity, blur, max_layers=MAX_LAYERS):
     """The classical bokeh of 1 x H x W x 3 sRGB `photo` in [0, 1] with its EBB! `depth`
     (1 x h x w x 1 in [0, 1], near = bright, any size: resized bilinearly to the photo's),
     `focus_disparity` d_f and `blur` K (pixels): `classical.render_bokeh_baseline` with aperture
-    K / max(H, W). Returns 1 x H x W x 3 sRGB in [0, 1]."""
+    K / max(H, W). Returns 1 x H x W x 3 sRGB in [0, 1]. One graph (tf.function, export);
+    `render_bokeh_xla` is the fast eager engine."""
+    photo = tf.convert_to_tensor(photo, tf.float32)
+    depth = _depth_to_photo(tf.convert_to_tensor(depth, tf.float32), photo.shape[1:3], "depthwise")
+    out = _render_graph(srgb_to_linear_tf(photo), depth, focus_disparity, blur, max_layers)
+    return linear_to_srgb_tf(out)
+
+
+def _prepare(photo, depth, focus_disparity, blur, max_layers, top):
+    """The XLA engine's first stage: the linear colour and coverage planes (4 x H x W x 1) of
+    a 1 x H x W x 3 sRGB photo, and the layer plan (`_layer_plan`) from its depth map."""
+    planes = srgb_to_linear_tf(tf.transpose(photo, [3, 1, 2, 0]))
+    disparity = _depth_to_photo(depth, photo.shape[1:3], "xla")
+    bins, _, ones, mean_r, level, present = _layer_plan(
+        disparity, focus_disparity, blur, max_layers, top
+    )
+    # uint8 bins: a quarter of the bytes each layer's mask reads
+    return tf.concat([planes, ones], axis=0), tf.cast(bins, tf.uint8), mean_r, level, present
+
+
+def _finish(acc, color=None, trans=None):
+    """The XLA engine's last stage: the full-resolution composite of the far and in-focus
+    layers (`acc`) under the near ones (`color`, `trans`, one level coarser), normalised,
+    as a 1 x H x W x 3 sRGB image."""
+    if color is not None:
+        acc = _up2(color) + _up2(trans) * acc
+    return tf.transpose(linear_to_srgb_tf(_normalise(acc)), [3, 1, 2, 0])
+
+
+def _sharp_premult_cropped(bins_pad, data_pad, b, by):
+    return _crop(_sharp_premult(bins_pad, data_pad, b), by)
+
+
+def render_bokeh_xla(photo, depth, focus_disparity, blur, max_layers=MAX_LAYERS):
+    """`render_bokeh_tf(..., conv="xla")` with the layer loop run from Python (eagerly): the
+    stages are XLA-compiled as there, but only the layers present are dispatched, and each
+    coarse layer is blurred on the smallest grid that holds its disc. The graph's while loops
+    and conds cost more on CPU than the work they skip. The renderer's engine="tf" uses this;
+    inside a tf.function (or for export) use `render_bokeh_tf`. Same arguments and result."""
     photo = tf.convert_to_tensor(photo, tf.float32)
     depth = tf.convert_to_tensor(depth, tf.float32)
-    size = photo.shape[1:3]
-    if depth.shape[1:3] == (size[0] // 2, size[1] // 2) and size[0] % 2 == size[1] % 2 == 0:
-        depth = _up2(depth, conv)  # the EBB! map: half the photo's size
-    elif depth.shape[1:3] != size:
-        depth = tf.image.resize(depth, size, method="bilinear")
-    if not _planes(conv):
-        out = _render_planes(
-            srgb_to_linear_tf(photo), depth, focus_disparity, blur, max_layers, conv
-        )
-        return linear_to_srgb_tf(out)
-    planes = srgb_to_linear_tf(tf.transpose(photo, [3, 1, 2, 0]))
-    out = _render_planes(planes, depth, focus_disparity, blur, max_layers, conv)
-    return tf.transpose(linear_to_srgb_tf(out), [3, 1, 2, 0])
+    h, w = int(photo.shape[1]), int(photo.shape[2])
+    top = _levels(h, w)
+    half0, half_c = _half(FULL_RES_RADIUS), _half(COARSE_RADIUS)
+    plan = _xla(_prepare)(
+        photo,
+        depth,
+        tf.cast(focus_disparity, tf.float32),
+        tf.cast(blur, tf.float32),
+        max_layers,
+        top,
+    )
+    data, bins = plan[:2]
+    mean_r, level, present = (t.numpy() for t in plan[2:])
+    layers = [b for b in range(max_layers) if present[b]]
+    up2 = _xla(_up2)
+
+    def blurred(padded, radius, half):
+        if half == 0:
+            return padded
+        return _xla(_blur_padded)(padded, tf.constant(radius, tf.float32), half, "xla")
+
+    def over(acc, padded, radius, half):
+        return _xla(_over)(acc, blurred(padded, radius, half))
+
+    def under(color, trans, padded, radius, half):
+        return _xla(_under)(color, trans, blurred(padded, radius, half))
+
+    def coarse(b, lv):
+        """Layer b's premultiplied planes at scale 2^lv, padded, its disc radius and grid."""
+        s = 2**lv
+        radius = math.sqrt(max(mean_r[b] ** 2 - resample_variance(lv) * s * s, 0.25)) / s
+        half = min(_half(radius), half_c)
+        premult = _xla(_coarse_premult)(bins, data, tf.constant(b), s, half)
+        return premult, radius, half
+
+    acc = None
+    for lv in range(top, 0, -1):  # far layers, back to front, coarsest scale first
+        acc = tf.zeros([4, h >> lv, w >> lv, 1]) if acc is None else up2(acc)
+        for b in layers:
+            if level[b] == lv and mean_r[b] < 0:
+                acc = over(acc, *coarse(b, lv))
+    acc = tf.zeros_like(data) if acc is None else up2(acc)
+    sharp = [b for b in layers if level[b] == 0]
+    if sharp:
+        pad = _xla(_pad)
+        data_pad, bins_pad = pad(data, half0), pad(bins, half0)
+        for b in sharp:
+            radius = abs(float(mean_r[b]))
+            half = min(_half(radius), half0)
+            padded = _xla(_sharp_premult_cropped)(bins_pad, data_pad, tf.constant(b), half0 - half)
+            acc = over(acc, padded, radius, half)
+    if top == 0:
+        return _xla(_finish)(acc)
+    color = trans = None
+    for lv in range(top, 0, -1):  # near layers, front to back
+        if color is None:
+            color, trans = tf.zeros([4, h >> lv, w >> lv, 1]), tf.ones([1, h >> lv, w >> lv, 1])
+        else:
+            color, trans = up2(color), up2(trans)
+        for b in reversed(layers):
+            if level[b] == lv and mean_r[b] >= 0:
+                color, trans = under(color, trans, *coarse(b, lv))
+    return _xla(_finish)(acc, color, trans)
 
 
 def focus_disparity_tf(depth, focus_xy, photo_size, radius=None):
@@ -461,13 +580,13 @@ def focus_disparity_tf(depth, focus_xy, photo_size, radius=None):
     return 0.5 * (lower + upper)
 
 
-def classical_graph(height, width, conv="depthwise", max_layers=MAX_LAYERS):
+def classical_graph(height, width, max_layers=MAX_LAYERS):
     """The exportable renderer: a function of `image` (1 x H x W x 3 sRGB in [0, 1]), `depth`
     (1 x h x w x 1 EBB! map, any fixed size), `focus_xy` (1 x 2, photo pixels) and `blur`
     (1 x 1, K pixels) returning the 1 x H x W x 3 bokeh image."""
 
     def render(image, depth, focus_xy, blur):
         d_f = focus_disparity_tf(depth, focus_xy, (height, width))
-        return render_bokeh_tf(image, depth, d_f, blur, max_layers, conv)
+        return render_bokeh_tf(image, depth, d_f, blur, max_layers)
 
     return render

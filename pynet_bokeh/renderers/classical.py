@@ -27,7 +27,6 @@ class ClassicalRenderer(Renderer):
         if engine not in ENGINES:
             raise UsageError(f"--engine {engine!r}: choose one of {', '.join(ENGINES)}")
         self.engine = engine
-        self._tf_fns = {}
 
     def _render(self, photo, depth, controls):
         from pynet_bokeh.render.classical import auto_focus, render_bokeh_baseline
@@ -36,24 +35,11 @@ class ClassicalRenderer(Renderer):
             return photo
         focus = controls.focus_disparity
         if self.engine == "tf":
-            import tensorflow as tf
-
-            from pynet_bokeh.render.classical_tf import render_bokeh_tf
+            from pynet_bokeh.render.classical_tf import render_bokeh_xla
 
             d_f = auto_focus(depth) if focus is None else focus
-            key = (photo.shape, depth.shape)
-            if key not in self._tf_fns:
-                # conv="xla": each stage of a layer XLA-compiled (several times faster on CPU
-                # than TensorFlow's own kernels; the first call per size compiles)
-                self._tf_fns[key] = tf.function(
-                    lambda p, d, f, k: render_bokeh_tf(p, d, f, k, conv="xla")
-                )
-            out = self._tf_fns[key](
-                tf.constant(photo[None]),
-                tf.constant(depth[None, ..., None]),
-                tf.constant(d_f, tf.float32),
-                tf.constant(controls.blur, tf.float32),
-            )
+            # XLA-compiled stages, dispatched from Python (the first call per size compiles)
+            out = render_bokeh_xla(photo[None], depth[None, ..., None], d_f, controls.blur)
             return out[0].numpy()
         aperture = ctl.classical_aperture(controls.blur, photo.shape)
         return render_bokeh_baseline(photo, depth, focus=focus, aperture=aperture)
