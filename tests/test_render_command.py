@@ -67,6 +67,18 @@ def test_classical_focus_and_blur(photos, tmp_path):
         np.testing.assert_array_equal(img, image_io.read_photo(photos / "original" / f"{stem}.png"))
 
 
+def test_classical_tf_engine_matches_numpy(photos, tmp_path):
+    argv = ["render", str(photos / "original"), "--method", "classical", "--blur", "8"]
+    assert main([*argv, "--output_dir", str(tmp_path / "np")]) == 0
+    assert main([*argv, "--engine", "tf", "--output_dir", str(tmp_path / "tf")]) == 0
+    reference, port = _read(tmp_path / "np"), _read(tmp_path / "tf")
+    assert sorted(port) == sorted(SIZES)
+    for stem, img in port.items():
+        assert img.shape == reference[stem].shape
+        mse = np.mean((img.astype(np.float64) - reference[stem]) ** 2)
+        assert 10 * np.log10(1 / mse) > 40, stem
+
+
 def test_pynet_equals_render_bokeh(photos, tf1_prefix, tmp_path):
     from pynet_bokeh import build_pynet, load_tf1_checkpoint
     from pynet_bokeh.inference import render_bokeh
@@ -100,6 +112,10 @@ def test_deeplens_with_focus_and_blur(photos, deeplens_prefix, tmp_path):
         (["--method", "identity", "--level", "2"], "--level does not apply to --method identity"),
         (["--method", "classical", "--blur", "-1"], "--blur -1.0: K is a radius in pixels"),
         (["--method", "classical", "--focus", "500,1"], "--focus 500,1 lies outside the photo"),
+        (
+            ["--method", "identity", "--engine", "tf"],
+            "--engine does not apply to --method identity",
+        ),
     ],
 )
 def test_controls_a_method_cannot_take_are_refused(

@@ -56,6 +56,14 @@ _SPECS = [
         "BRADCN configuration (default: tiny with --synthetic, else paper).",
         choices=("paper", "tiny"),
     ),
+    Flag(
+        "engine",
+        "enum",
+        None,
+        "Classical renderer engine: numpy (the reference, default) or tf (XLA-compiled "
+        "stages: several times faster once compiled; the first photo of each size compiles).",
+        choices=("numpy", "tf"),
+    ),
     # --------------------------------------------------------------- controls
     Flag(
         "focus",

@@ -22,6 +22,8 @@ class ClassicalRenderer(Renderer):
     takes_blur = True
     default_blur = DEFAULT_BLUR
 
+    option_flags = {"engine": "engine"}
+
     def __init__(self, weights=None, engine="numpy"):
         super().__init__(weights)
         if engine not in ENGINES:
