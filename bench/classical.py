@@ -3,9 +3,9 @@
     python bench/classical.py [--photos ../shared/ebb_samples] [--num_photos 12] [--repeats 2]
 
 For each photo (centre-cropped / resized to --height x --width) and each K in --blur_fractions
-(of the long side), renders with the NumPy reference, the TF port (`engine="tf"`, one
-tf.function with XLA-compiled stages) and the exported .tflite (focus point and K as inputs),
-all on the same inputs.
+(of the long side), renders with the NumPy reference, the TF port (`engine="tf"`:
+XLA-compiled stages, the layer loop in Python) and the exported .tflite (one graph, focus point
+and K as inputs), all on the same inputs.
 Prints, per engine, the total best-of-`--repeats` time, the speed ratio to NumPy measured in
 this process, and the PSNR of its output against NumPy (mean and worst over photos). Goals:
 TF >= 4x NumPy, LiteRT >= TF, PSNR >= 40 dB.
