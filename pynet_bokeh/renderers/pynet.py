@@ -118,11 +118,13 @@ class PyNetRenderer(Renderer):
     @classmethod
     def load(cls, weights):
         """The network with the weights at `weights` (see WEIGHTS_FORMATS)."""
-        from pynet_bokeh.inference import return_freed_buffers_to_the_os
+        from pynet_bokeh.inference import release_setup_memory, return_freed_buffers_to_the_os
 
-        # Lower peak memory (see its docstring): before the weights are read.
+        # Lower peak memory (see their docstrings): before the weights are read, and after.
         return_freed_buffers_to_the_os()
-        return load_pynet(weights)
+        model = load_pynet(weights)
+        release_setup_memory()
+        return model
 
     @property
     def label(self):
