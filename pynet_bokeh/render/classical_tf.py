@@ -34,6 +34,7 @@ image size, and per new combination of layer scale and disc grid, compiles.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import tensorflow as tf
@@ -265,12 +266,13 @@ _STAGES = {}
 
 def _xla(fn):
     """`fn` XLA-compiled: one tf.function per function and argument shapes (each compiles
-    once; one tf.function retraced for every shape would warn)."""
+    once; one retraced for every shape would warn)."""
 
     def compiled(*args):
         key = (fn, *(tuple(a.shape) if hasattr(a, "shape") else a for a in args))
         if key not in _STAGES:
-            _STAGES[key] = tf.function(fn, jit_compile=True)
+            # a new callable per key: TensorFlow counts retracings per Python callable
+            _STAGES[key] = tf.function(functools.partial(fn), jit_compile=True)
         return _STAGES[key](*args)
 
     return compiled
