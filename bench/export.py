@@ -68,6 +68,12 @@ flags.DEFINE_list(
     ["level3"],
     "--search: levels whose blocks are tried one by one in float.",
 )
+flags.DEFINE_multi_string(
+    "float_set",
+    None,
+    "--search: measure these float sets (each comma-separated blocks, e.g. level3 or "
+    "level3_mb7,level3_mb8) instead of the ablation and the greedy additions.",
+)
 flags.DEFINE_float("target_psnr", 35.0, "--search: stop adding float blocks at this PSNR.")
 flags.DEFINE_integer("max_float_blocks", 8, "--search: at most this many blocks in float.")
 flags.DEFINE_integer("num_calibration", 6, "Calibration photos for int8 (the first, by name).")
@@ -179,6 +185,13 @@ def _search(net, size, calibration, evals, reference, keras_run):
         f"{base['speedup']:.2f}x Keras ({base['convert_s']:.0f} s to quantize)",
         flush=True,
     )
+    if FLAGS.float_set:
+        print(f"\n{'float blocks':60s} {'MB':>6s} {'PSNR dB':>8s} {'vs Keras':>9s}")
+        rows = [base]
+        for blocks in FLAGS.float_set:
+            rows.append(measure(blocks.split(","), timed=True))
+            _print_row(rows[-1])
+        return {"cumulative": rows, "equalized": calibrated.equalized_branches}
     blocks = []
     for _, name in calibrated.nodes:
         block = block_of(name)
@@ -197,14 +210,18 @@ def _search(net, size, calibration, evals, reference, keras_run):
     for k in range(1, FLAGS.max_float_blocks + 1):
         row = measure(ranked[:k], timed=True)
         rows.append(row)
-        print(
-            f"{','.join(row['float_blocks']):60s} {row['size_mb']:6.1f} {row['psnr_db']:8.2f} "
-            f"{row['speedup']:8.2f}x",
-            flush=True,
-        )
+        _print_row(row)
         if row["psnr_db"] >= FLAGS.target_psnr:
             break
     return {"ablation_db": gains, "cumulative": rows, "equalized": calibrated.equalized_branches}
+
+
+def _print_row(row):
+    print(
+        f"{','.join(row['float_blocks']):60s} {row['size_mb']:6.1f} {row['psnr_db']:8.2f} "
+        f"{row['speedup']:8.2f}x",
+        flush=True,
+    )
 
 
 def _psnr(a, b):
