@@ -330,14 +330,15 @@ def main(argv):
 
     print()
     print(
-        f"{'variant':20s} {'file MB':>8s} {'latency s':>10s} {'vs Keras fp32':>14s} "
-        f"{'PSNR vs Keras fp32':>19s}"
+        f"{'variant':20s} {'file MB':>8s} {'latency s':>10s} {'Keras s':>8s} "
+        f"{'vs Keras fp32':>14s} {'PSNR vs Keras fp32':>19s}"
     )
     for r in rows:
         size_mb = "-" if r["size_mb"] is None else f"{r['size_mb']:.1f}"
         psnr = "ref" if r["psnr_db"] == float("inf") else f"{r['psnr_db']:.2f} dB"
+        keras_here = r.get("keras_latency_s", r["latency_s"])
         print(
-            f"{r['variant']:20s} {size_mb:>8s} {r['latency_s']:>10.2f} "
+            f"{r['variant']:20s} {size_mb:>8s} {r['latency_s']:>10.2f} {keras_here:>8.2f} "
             f"{r['speedup']:>13.2f}x {psnr:>19s}"
         )
     print(
