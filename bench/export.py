@@ -9,7 +9,15 @@ and Keras's achieved GFLOP/s as a fraction of this CPU's matmul peak. Variants: 
 dynamic, int8 (full int8: int8 weights and activations, float32 I/O), int8-uint8io (full int8
 with uint8 input and output, fed and read through the scale and zero point the model records),
 int8-level3float (selective: the ops of level 3, where the debugger ablation puts most of the
-int8 error, kept in float).
+int8 error, kept in float), int8-mixed (selective: only the blocks of --float_blocks kept in
+float; default `PYNET_INT8_FLOAT_BLOCKS`, the recommendation of docs/android.md section 8).
+Each variant is timed alternating with Keras float32 (Keras, LiteRT, Keras, ...), so each
+speed ratio comes from runs under the same load.
+
+--search (instead of the variants): calibrates once and prints the quantization debugger's
+per-layer error (RMSE in quantization steps) by block, the PSNR gain of keeping each block
+alone in float (ablation), and then the PSNR, file size and speed ratio of the best blocks
+kept in float together, adding one at a time until --target_psnr is reached.
 int8 is calibrated on the first --num_calibration photos (sorted by name) and the PSNR is
 measured on the next --num_eval photos, never on a calibration photo. Goal (issue 15): full int8
 at least 2.5x faster than Keras float32 at >= 35 dB against it.
@@ -25,6 +33,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +51,31 @@ flags.DEFINE_integer("width", 768, "Input width.")
 flags.DEFINE_integer("level", 1, "PyNET level.")
 flags.DEFINE_list(
     "variants",
-    ["none", "fp16", "dynamic", "int8", "int8-uint8io", "int8-level3float"],
+    ["none", "fp16", "dynamic", "int8", "int8-uint8io", "int8-level3float", "int8-mixed"],
     "Quantizations to compare (int8-uint8io: full int8 with uint8 input and output; "
-    "int8-level3float: int8 with level 3's ops kept in float, after 'none').",
+    "int8-level3float: int8 with level 3's ops kept in float; int8-mixed: int8 with the "
+    "blocks of --float_blocks kept in float; both after 'none').",
 )
+flags.DEFINE_list(
+    "float_blocks",
+    None,
+    "Blocks kept in float by int8-mixed, e.g. level3_mb9,level3_cat5 (default: "
+    "pynet_bokeh.export.int8_search.PYNET_INT8_FLOAT_BLOCKS).",
+)
+flags.DEFINE_bool("search", False, "Per-block debugger statistics and float ablation instead.")
+flags.DEFINE_list(
+    "search_levels",
+    ["level3"],
+    "--search: levels whose blocks are tried one by one in float.",
+)
+flags.DEFINE_multi_string(
+    "float_set",
+    None,
+    "--search: measure these float sets (each comma-separated blocks, e.g. level3 or "
+    "level3_mb7,level3_mb8) instead of the ablation and the greedy additions.",
+)
+flags.DEFINE_float("target_psnr", 35.0, "--search: stop adding float blocks at this PSNR.")
+flags.DEFINE_integer("max_float_blocks", 8, "--search: at most this many blocks in float.")
 flags.DEFINE_integer("num_calibration", 6, "Calibration photos for int8 (the first, by name).")
 flags.DEFINE_integer("num_eval", 6, "Photos after the calibration ones, for the PSNR.")
 flags.DEFINE_integer("repeats", 2, "Timed runs per engine (best is reported), after a warm-up.")
@@ -80,18 +110,118 @@ def _inputs(size, count):
     return synthetic_samples(size, count), "generated scenes", [f"scene {i}" for i in range(count)]
 
 
-def _level_nodes(out_dir, level):
-    """Output tensor names of the ops of PyNET `level` in the float export (as the quantization
-    debugger names nodes)."""
-    from pynet_bokeh.export import make_interpreter
+def _float_nodes(out_dir, blocks):
+    """Output tensor names of the ops of `blocks` ("level3" for a whole level, "level3_mb9"
+    for one block) in the float export (as the quantization debugger names nodes)."""
+    from pynet_bokeh.export.int8_search import float_nodes_of, op_outputs
 
     path = out_dir / f"pynet_l{FLAGS.level}_none.tflite"
     if not path.is_file():
-        raise SystemExit("error: --variants: put 'none' before int8-level3float")
-    interpreter = make_interpreter(path, default_delegates=False)
-    tensors = interpreter.get_tensor_details()
-    names = [tensors[op["outputs"][0]]["name"] for op in interpreter._get_ops_details()]
-    return [n for n in names if f"/level{level}_" in n]
+        raise SystemExit("error: --variants: put 'none' before int8-level3float / int8-mixed")
+    nodes = float_nodes_of(op_outputs(path), blocks)
+    if not nodes:
+        raise SystemExit(f"error: --float_blocks {','.join(blocks)}: no op of the model is in them")
+    return nodes
+
+
+def _mixed_blocks():
+    from pynet_bokeh.export.int8_search import PYNET_INT8_FLOAT_BLOCKS
+
+    return list(FLAGS.float_blocks or PYNET_INT8_FLOAT_BLOCKS)
+
+
+def _litert_psnr(interpreter, evals, reference):
+    from pynet_bokeh.export import run_tflite
+
+    outs = [run_tflite(interpreter, {"image_depth": x})["bokeh"] for x in evals]
+    return float(np.mean([_psnr(o, r) for o, r in zip(outs, reference, strict=True)]))
+
+
+def _search(net, size, calibration, evals, reference, keras_run):
+    """--search: see the module docstring."""
+    from pynet_bokeh.bench_utils import alternating_best_times
+    from pynet_bokeh.export import make_interpreter, run_tflite
+    from pynet_bokeh.export.int8_search import CalibratedInt8, block_of, float_nodes_of
+
+    start = time.perf_counter()
+    calibrated = CalibratedInt8(net, calibration, *size)
+    print(f"calibrated once in {time.perf_counter() - start:.0f} s", flush=True)
+    stats = calibrated.layer_statistics()
+    by_block = {}
+    for name, row in stats.items():
+        if "rmse/scale" in row:
+            by_block.setdefault(block_of(name) or "(other)", []).append(row["rmse/scale"])
+    print("\nper-layer int8 error (RMSE / scale; rounding alone 0.29), by block:")
+    print(f"{'block':16s} {'ops':>4s} {'median':>7s} {'max':>6s}")
+    for block, values in by_block.items():
+        print(f"{block:16s} {len(values):4d} {np.median(values):7.2f} {max(values):6.2f}")
+    worst = sorted(
+        ((row["rmse/scale"], name) for name, row in stats.items() if "rmse/scale" in row),
+        reverse=True,
+    )[:10]
+    print("largest: " + "; ".join(f"{n} {v:.2f}" for v, n in worst))
+
+    def measure(blocks, timed=False):
+        t0 = time.perf_counter()
+        content = calibrated.quantize(float_nodes_of(calibrated.nodes, blocks))
+        interpreter = make_interpreter(content)
+        row = {
+            "float_blocks": list(blocks),
+            "size_mb": len(content) / 2**20,
+            "psnr_db": _litert_psnr(interpreter, evals, reference),
+            "convert_s": time.perf_counter() - t0,
+        }
+        if timed:
+            keras_s, latency = alternating_best_times(
+                [keras_run, lambda: run_tflite(interpreter, {"image_depth": evals[0]})],
+                repeats=FLAGS.repeats,
+            )
+            row.update(latency_s=latency, keras_latency_s=keras_s, speedup=keras_s / latency)
+        return row
+
+    base = measure([], timed=True)
+    print(
+        f"\nfull int8: {base['psnr_db']:.2f} dB, {base['size_mb']:.1f} MB, "
+        f"{base['speedup']:.2f}x Keras ({base['convert_s']:.0f} s to quantize)",
+        flush=True,
+    )
+    if FLAGS.float_set:
+        print(f"\n{'float blocks':60s} {'MB':>6s} {'PSNR dB':>8s} {'vs Keras':>9s}")
+        rows = [base]
+        for blocks in FLAGS.float_set:
+            rows.append(measure(blocks.split(","), timed=True))
+            _print_row(rows[-1])
+        return {"cumulative": rows, "equalized": calibrated.equalized_branches}
+    blocks = []
+    for _, name in calibrated.nodes:
+        block = block_of(name)
+        if block and block.split("_")[0] in FLAGS.search_levels and block not in blocks:
+            blocks.append(block)
+    print(f"\nablation: one block in float ({len(blocks)} blocks)")
+    gains = {}
+    for block in blocks:
+        row = measure([block])
+        gains[block] = row["psnr_db"] - base["psnr_db"]
+        print(f"  {block:16s} {row['psnr_db']:6.2f} dB ({gains[block]:+.2f})", flush=True)
+    ranked = sorted(gains, key=gains.get, reverse=True)
+    print(f"\nbest blocks kept in float together (until {FLAGS.target_psnr} dB):")
+    print(f"{'float blocks':60s} {'MB':>6s} {'PSNR dB':>8s} {'vs Keras':>9s}")
+    rows = [base]
+    for k in range(1, FLAGS.max_float_blocks + 1):
+        row = measure(ranked[:k], timed=True)
+        rows.append(row)
+        _print_row(row)
+        if row["psnr_db"] >= FLAGS.target_psnr:
+            break
+    return {"ablation_db": gains, "cumulative": rows, "equalized": calibrated.equalized_branches}
+
+
+def _print_row(row):
+    print(
+        f"{','.join(row['float_blocks']):60s} {row['size_mb']:6.1f} {row['psnr_db']:8.2f} "
+        f"{row['speedup']:8.2f}x",
+        flush=True,
+    )
 
 
 def _psnr(a, b):
@@ -103,7 +233,13 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from pynet_bokeh.bench_utils import best_time, count_flops, matmul_peak_gflops, peak_rss_mb
+    from pynet_bokeh.bench_utils import (
+        alternating_best_times,
+        best_time,
+        count_flops,
+        matmul_peak_gflops,
+        peak_rss_mb,
+    )
     from pynet_bokeh.export import export_tflite, make_interpreter, run_tflite, serving_model
 
     size = (FLAGS.height, FLAGS.width)
@@ -130,6 +266,13 @@ def main(argv):
     keras_s = best_time(lambda: keras_fn(x0).numpy(), repeats=FLAGS.repeats)
     keras_gflops = flops / keras_s / 1e9
     print(f"matmul peak {peak:.0f} GFLOP/s; PyNET {flops / 1e12:.3f} TFLOP per input")
+    if FLAGS.search:
+        found = _search(net, size, calibration, evals, reference, lambda: keras_fn(x0).numpy())
+        if FLAGS.out_dir:
+            found.update(weights=weights_note, eval_photos=names[n_cal:])
+            (out_dir / "search.json").write_text(json.dumps(found, indent=2) + "\n")
+        tmp_holder.cleanup()
+        return
     rows = [
         {
             "variant": "keras float32",
@@ -142,7 +285,11 @@ def main(argv):
     for variant in FLAGS.variants:
         q, _, option = variant.partition("-")
         io = option.removesuffix("io") if option.endswith("io") else "float32"
-        float_nodes = _level_nodes(out_dir, 3) if option == "level3float" else ()
+        float_nodes = ()
+        if option == "level3float":
+            float_nodes = _float_nodes(out_dir, ["level3"])
+        elif option == "mixed":
+            float_nodes = _float_nodes(out_dir, _mixed_blocks())
         path = out_dir / f"pynet_l{FLAGS.level}_{variant}.tflite"
         info = export_tflite(
             net,
@@ -155,36 +302,43 @@ def main(argv):
             float_nodes=float_nodes,
         )
         interpreter = make_interpreter(path)
-        outs = [run_tflite(interpreter, {"image_depth": x})["bokeh"] for x in evals]
-        psnr = float(np.mean([_psnr(o, r) for o, r in zip(outs, reference, strict=True)]))
-        latency = best_time(
-            lambda i=interpreter: run_tflite(i, {"image_depth": evals[0]}), repeats=FLAGS.repeats
+        psnr = _litert_psnr(interpreter, evals, reference)
+        keras_here, latency = alternating_best_times(
+            [
+                lambda: keras_fn(x0).numpy(),
+                lambda i=interpreter: run_tflite(i, {"image_depth": evals[0]}),
+            ],
+            repeats=FLAGS.repeats,
         )
         rows.append(
             {
                 "variant": f"litert {variant}",
                 "size_mb": info["size_bytes"] / 2**20,
                 "latency_s": latency,
-                "speedup": keras_s / latency,
+                "keras_latency_s": keras_here,
+                "speedup": keras_here / latency,
                 "psnr_db": psnr,
+                "float_blocks": _mixed_blocks() if option == "mixed" else None,
             }
         )
         print(
-            f"  {variant}: {latency:.2f} s, {keras_s / latency:.2f}x Keras, {psnr:.2f} dB",
+            f"  {variant}: {latency:.2f} s, {keras_here / latency:.2f}x Keras "
+            f"(Keras {keras_here:.2f} s alongside), {psnr:.2f} dB",
             flush=True,
         )
         del interpreter
 
     print()
     print(
-        f"{'variant':20s} {'file MB':>8s} {'latency s':>10s} {'vs Keras fp32':>14s} "
-        f"{'PSNR vs Keras fp32':>19s}"
+        f"{'variant':20s} {'file MB':>8s} {'latency s':>10s} {'Keras s':>8s} "
+        f"{'vs Keras fp32':>14s} {'PSNR vs Keras fp32':>19s}"
     )
     for r in rows:
         size_mb = "-" if r["size_mb"] is None else f"{r['size_mb']:.1f}"
         psnr = "ref" if r["psnr_db"] == float("inf") else f"{r['psnr_db']:.2f} dB"
+        keras_here = r.get("keras_latency_s", r["latency_s"])
         print(
-            f"{r['variant']:20s} {size_mb:>8s} {r['latency_s']:>10.2f} "
+            f"{r['variant']:20s} {size_mb:>8s} {r['latency_s']:>10.2f} {keras_here:>8.2f} "
             f"{r['speedup']:>13.2f}x {psnr:>19s}"
         )
     print(

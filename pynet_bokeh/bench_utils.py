@@ -107,3 +107,19 @@ def best_time(fn, repeats=3, warmup=1):
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def alternating_best_times(fns, repeats=3, warmup=1):
+    """Best wall time of each of `fns`, run in turn (fn 0, fn 1, ..., fn 0, ...) `repeats`
+    times after `warmup` turns, so that a load that comes and goes hits them alike and their
+    ratios hold within one run."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best

@@ -17,3 +17,23 @@ def test_count_flops_hand_counted():
     up = 2 * (2 * 2) * 6 * 2 * (3 * 4)  # transposed: per input pixel
     dense = 2 * 2 * 5 * (6 * 8)
     assert count_flops(model, (8, 10, 3)) == same + valid + up + dense == 24576
+
+
+def test_alternating_best_times_runs_in_turn_and_keeps_each_best():
+    import time
+
+    from pynet_bokeh.bench_utils import alternating_best_times
+
+    calls = []
+
+    def fast():
+        calls.append("fast")
+        time.sleep(0.002)
+
+    def slow():
+        calls.append("slow")
+        time.sleep(0.02)
+
+    best_fast, best_slow = alternating_best_times([fast, slow], repeats=2, warmup=1)
+    assert calls == ["fast", "slow"] * 3  # one warm-up turn, then two timed turns
+    assert 0.002 <= best_fast < 0.02 <= best_slow < 1.0

@@ -10,6 +10,7 @@ import pytest
 
 from pynet_bokeh.export import export_tflite, make_interpreter, metadata_path, run_tflite
 from pynet_bokeh.export.equalize import equalized_copy
+from pynet_bokeh.export.int8_search import CalibratedInt8, block_of, float_nodes_of
 from pynet_bokeh.models.layers import ScaledTanh
 
 H, W = 32, 48
@@ -150,3 +151,49 @@ def _conv_output_types(path):
         for op in interpreter._get_ops_details()
         if op["op_name"] == "CONV_2D"
     )
+
+
+def test_block_names_of_pynet_nodes():
+    nodes = [
+        ("CONV_2D", "pynet_level1_1/level3_enc_conv3a_1/convolution"),
+        ("ADD", "pynet_level1_1/level3_mb4_add_1/Add"),
+        ("LEAKY_RELU", "pynet_level1_1/level4_up_a_act_1/LeakyRelu"),
+        ("CONCATENATION", "pynet_level1_1/level3_cat5_1/concat"),
+        ("CONV_2D", "pynet_level1_1/level3_mb9_conv3a_1/convolution"),
+        ("SPACE_TO_DEPTH", "pynet_level1_1/space_to_depth_1/SpaceToDepth"),
+    ]
+    assert [block_of(n) for _, n in nodes] == [
+        "level3_enc",
+        "level3_mb4",
+        "level4_up",
+        "level3_cat5",
+        "level3_mb9",
+        None,
+    ]
+    assert float_nodes_of(nodes, ["level3_mb9", "level4_up"]) == [nodes[2][1], nodes[4][1]]
+    assert len(float_nodes_of(nodes, ["level3"])) == 4  # a whole level: its blocks' nodes
+    assert float_nodes_of(nodes, ["level5"]) == []
+
+
+def test_one_calibration_gives_the_exporters_selective_models(model, inputs, tmp_path):
+    calibration = [{"image_depth": x} for x in inputs[:4]]
+    calibrated = CalibratedInt8(model, calibration, H, W)
+    assert calibrated.equalized_branches["up"] >= 8
+    head = next(n for op, n in calibrated.nodes if op == "CONV_2D" and "head" in n)
+    assert _conv_output_types(calibrated.quantize()) == ["int8"] * 3
+    mixed = calibrated.quantize([head])
+    assert _conv_output_types(mixed) == ["float32", "int8", "int8"]
+    # The same bytes as export_tflite's own (calibrating again) selective conversion.
+    path = tmp_path / "mixed.tflite"
+    export_tflite(
+        model, path, "int8", H, W, calibration_data=calibration, float_nodes=[head], check=False
+    )
+    assert path.read_bytes() == mixed
+    # Per-layer error in quantization steps: a conv's int8 output is off by about uniform
+    # rounding (1/sqrt(12) = 0.29 steps) plus its int8 inputs' error; a concatenation only
+    # copies (0 steps).
+    stats = calibrated.layer_statistics()
+    convs = [stats[n]["rmse/scale"] for op, n in calibrated.nodes if op == "CONV_2D"]
+    assert len(convs) == 3 and all(0.25 < e < 0.8 for e in convs)
+    cat = next(n for op, n in calibrated.nodes if op == "CONCATENATION")
+    assert stats[cat]["rmse/scale"] < 0.01

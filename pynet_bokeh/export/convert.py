@@ -38,7 +38,7 @@ def convert_saved_model(
     representative_data: for "int8", a callable returning an iterable of {input name: array}.
     io_type: for "int8", the type of the model's inputs and outputs (`IO_TYPES`).
     float_nodes: for "int8", names of ops' output tensors to keep in float (selective
-        quantization, found with the quantization debugger; see `quantization_debug_report`).
+        quantization, found with the quantization debugger; see `int8_debugger`).
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
@@ -48,23 +48,7 @@ def convert_saved_model(
         raise ValueError("io_type and float_nodes apply to quantization='int8' only")
     if io_type != "float32" and float_nodes:
         raise ValueError("float_nodes needs io_type='float32' (the debugger's conversion path)")
-    converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(directory))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantization != "none":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "fp16":
-        converter.target_spec.supported_types = [tf.float16]
-    if quantization == "int8":
-        if representative_data is None:
-            raise ValueError(
-                "int8 quantization needs calibration data: pass calibration_dir (a folder of "
-                "photos + EBB! depth maps) or representative_data"
-            )
-        converter.representative_dataset = representative_data
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if io_type != "float32":
-            converter.inference_input_type = getattr(tf, io_type)
-            converter.inference_output_type = getattr(tf, io_type)
+    converter = _converter(directory, quantization, representative_data, io_type)
     try:
         with warnings.catch_warnings():
             # The int8 calibrator itself uses the deprecated tf.lite.Interpreter: not our call.
@@ -92,16 +76,52 @@ def convert_saved_model(
         raise
 
 
+def _converter(directory, quantization, representative_data, io_type):
+    """A TFLiteConverter set up for `quantization` with builtin ops only."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(os.fspath(directory))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        if representative_data is None:
+            raise ValueError(
+                "int8 quantization needs calibration data: pass calibration_dir (a folder of "
+                "photos + EBB! depth maps) or representative_data"
+            )
+        converter.representative_dataset = representative_data
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io_type != "float32":
+            converter.inference_input_type = getattr(tf, io_type)
+            converter.inference_output_type = getattr(tf, io_type)
+    return converter
+
+
 def _selective_int8(converter, representative_data, float_nodes):
     """int8 with the ops whose output tensors are `float_nodes` kept in float (the converter's
     quantization debugger's public route to a non-debug model with a denylist)."""
+    return _debugger(converter, representative_data, float_nodes).get_nondebug_quantized_model()
+
+
+def _debugger(converter, representative_data, float_nodes=()):
     options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(float_nodes))
-    debugger = tf.lite.experimental.QuantizationDebugger(
+    return tf.lite.experimental.QuantizationDebugger(
         converter=converter,
         debug_dataset=lambda: (list(x.values()) for x in representative_data()),
         debug_options=options,
     )
-    return debugger.get_nondebug_quantized_model()
+
+
+def int8_debugger(directory, representative_data):
+    """The converter's `QuantizationDebugger` for full int8 of the SavedModel in `directory`,
+    calibrated once on `representative_data` (as in `convert_saved_model`): set its `options`
+    (`denylisted_nodes`) and call `get_nondebug_quantized_model()` to try float sets without
+    calibrating again, or `run()` for per-layer error statistics."""
+    converter = _converter(directory, "int8", representative_data, "float32")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        return _debugger(converter, representative_data)
 
 
 def io_quantization(model_content):

@@ -138,16 +138,14 @@ def export_tflite(
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pynet_export_") as tmp:
-        log.info("Tracing the model to a SavedModel ...")
-        exported = _mobile_graph(net)
-        scales = {}
-        if quantization == "int8" and equalize and isinstance(exported, keras.Model):
-            log.info("Equalising the ranges of concatenated branches ...")
-            exported, scales = equalized_copy(
-                exported, [next(iter(s.values())) for s in samples[:EQUALIZE_SAMPLES]]
-            )
-        write_saved_model(exported, tmp, input_specs, output_name, track)
-        del exported
+        scales = trace_for_conversion(
+            net,
+            tmp,
+            input_specs,
+            output_name,
+            track,
+            equalize_samples=samples if quantization == "int8" and equalize else None,
+        )
         log.info("Converting to TFLite (%s) ...", quantization)
         content = convert_saved_model(
             tmp,
@@ -221,6 +219,24 @@ def export_tflite(
         }
         write_bytes_atomic(metadata_path(output), (json.dumps(info, indent=2) + "\n").encode())
     return info
+
+
+def trace_for_conversion(
+    net, directory, input_specs, output_name=OUTPUT_NAME, track=(), equalize_samples=None
+):
+    """Writes `net` as the SavedModel the converter reads (4-D instance norms); with
+    `equalize_samples` ({name: array} dicts) its concatenated branches are equalised first.
+    Returns {transposed conv name: equalisation scale} ({} without equalisation)."""
+    log.info("Tracing the model to a SavedModel ...")
+    exported = _mobile_graph(net)
+    scales = {}
+    if equalize_samples and isinstance(exported, keras.Model):
+        log.info("Equalising the ranges of concatenated branches ...")
+        exported, scales = equalized_copy(
+            exported, [next(iter(s.values())) for s in equalize_samples[:EQUALIZE_SAMPLES]]
+        )
+    write_saved_model(exported, directory, input_specs, output_name, track)
+    return scales
 
 
 def pynet_io_description(level, size, dynamic):
