@@ -34,6 +34,7 @@ image size, and per new combination of layer scale and disc grid, compiles.
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
 
@@ -261,7 +262,10 @@ def _under(color, trans, layer):
     return color + trans * layer, trans * (1.0 - _channels(layer, 3))
 
 
-_STAGES = {}
+_STAGES = collections.OrderedDict()
+#: Compiled stages kept (least recently used dropped): a folder of photos of many sizes would
+#: otherwise keep every size's executables.
+MAX_COMPILED_STAGES = 512
 
 
 def _xla(fn):
@@ -270,9 +274,13 @@ def _xla(fn):
 
     def compiled(*args):
         key = (fn, *(tuple(a.shape) if hasattr(a, "shape") else a for a in args))
-        if key not in _STAGES:
+        if key in _STAGES:
+            _STAGES.move_to_end(key)
+        else:
             # a new callable per key: TensorFlow counts retracings per Python callable
             _STAGES[key] = tf.function(functools.partial(fn), jit_compile=True)
+            if len(_STAGES) > MAX_COMPILED_STAGES:
+                _STAGES.popitem(last=False)
         return _STAGES[key](*args)
 
     return compiled
@@ -470,8 +478,9 @@ def _prepare(photo, depth, focus_disparity, blur, max_layers, top):
     bins, _, ones, mean_r, level, present = _layer_plan(
         disparity, focus_disparity, blur, max_layers, top
     )
-    # uint8 bins: a quarter of the bytes each layer's mask reads
-    return tf.concat([planes, ones], axis=0), tf.cast(bins, tf.uint8), mean_r, level, present
+    # uint8 bins (when they fit): a quarter of the bytes each layer's mask reads
+    bins = tf.cast(bins, tf.uint8) if max_layers <= 256 else bins
+    return tf.concat([planes, ones], axis=0), bins, mean_r, level, present
 
 
 def _finish(acc, color=None, trans=None):
