@@ -497,11 +497,11 @@ def _sharp_premult_cropped(bins_pad, data_pad, b, by):
 
 
 def render_bokeh_xla(photo, depth, focus_disparity, blur, max_layers=MAX_LAYERS):
-    """`render_bokeh_tf(..., conv="xla")` with the layer loop run from Python (eagerly): the
-    stages are XLA-compiled as there, but only the layers present are dispatched, and each
-    coarse layer is blurred on the smallest grid that holds its disc. The graph's while loops
-    and conds cost more on CPU than the work they skip. The renderer's engine="tf" uses this;
-    inside a tf.function (or for export) use `render_bokeh_tf`. Same arguments and result."""
+    """`render_bokeh_tf`'s image (same arguments and result) from XLA-compiled stages, with
+    the layer loop run from Python (eagerly): only the layers present are dispatched, and each
+    coarse layer is blurred on the smallest grid that holds its disc (a graph's while loops and
+    conds cost more on CPU than the work they skip). The renderer's engine="tf" uses this;
+    inside a tf.function (or for export) use `render_bokeh_tf`."""
     photo = tf.convert_to_tensor(photo, tf.float32)
     depth = tf.convert_to_tensor(depth, tf.float32)
     h, w = int(photo.shape[1]), int(photo.shape[2])
