@@ -20,6 +20,7 @@ scene) through Keras and LiteRT and prints size, max abs difference, PSNR and CP
 """
 
 import os
+import re
 
 from absl import app, flags, logging
 
@@ -66,6 +67,14 @@ def define_flags(fv=FLAGS):
         [],
         "int8 only: output tensor names of ops to keep in float (selective quantization; "
         "names from the quantization debugger, see docs/android.md).",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "float_blocks",
+        [],
+        "int8 only: PyNET blocks (level3_mb9) or whole levels (level3) kept in float; "
+        "'recommended' = the 7 level-3 blocks that keep full int8 at >= 35 dB against float32 "
+        "(docs/android.md, section 8).",
         flag_values=fv,
     )
     flags.DEFINE_integer(
@@ -157,10 +166,24 @@ def main(argv, flag_values=FLAGS):
             "--quantization int8 is calibrated on photos + depth maps for PyNET only (an RGB + "
             f"depth input); for --model {opts.method} use none, fp16 or dynamic"
         )
-    if opts.quantization != "int8" and (opts.io_type != "float32" or opts.float_nodes):
-        raise UsageError("--io_type and --float_nodes need --quantization int8")
-    if opts.io_type != "float32" and opts.float_nodes:
-        raise UsageError("--float_nodes needs --io_type float32")
+    selective = opts.float_nodes or opts.float_blocks
+    if opts.quantization != "int8" and (opts.io_type != "float32" or selective):
+        raise UsageError("--io_type, --float_nodes and --float_blocks need --quantization int8")
+    if opts.io_type != "float32" and selective:
+        raise UsageError("--float_nodes and --float_blocks need --io_type float32")
+    float_blocks = []
+    for block in opts.float_blocks:
+        if block == "recommended":
+            from pynet_bokeh.export.int8_search import PYNET_INT8_FLOAT_BLOCKS
+
+            float_blocks += PYNET_INT8_FLOAT_BLOCKS
+        elif not re.fullmatch(r"level[1-7](_[a-z]+\d*)?", block):
+            raise UsageError(
+                f"--float_blocks {block}: not a PyNET block (level3_mb9, level4_up) or level "
+                "(level3), nor 'recommended'"
+            )
+        else:
+            float_blocks.append(block)
     model, extra = load_export_model(opts)
     extra.setdefault("level", opts.level)
     logging.info("Exporting %s (%s) ...", opts.method, opts.quantization)
@@ -179,6 +202,7 @@ def main(argv, flag_values=FLAGS):
         num_threads=opts.num_threads,
         io_type=opts.io_type,
         float_nodes=opts.float_nodes,
+        float_blocks=tuple(float_blocks),
         **extra,
     )
     print(f"\nWrote {opts.output} ({info['size_bytes'] / 2**20:.1f} MiB, {opts.quantization})")

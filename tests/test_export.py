@@ -21,6 +21,7 @@ import pytest
 import tensorflow as tf
 
 from pynet_bokeh import build_pynet, level_model, load_tf1_checkpoint
+from pynet_bokeh.errors import UsageError
 from pynet_bokeh.export import (
     FlexOpsError,
     InstanceNorm4D,
@@ -125,6 +126,21 @@ def _run_cli(argv):
     flag_values = export_tflite.define_flags(flags.FlagValues())
     flag_values(["export_tflite.py", *argv])
     export_tflite.main([], flag_values)
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--float_blocks", "mb9"], "--float_blocks mb9: not a PyNET block"),
+        (["--float_blocks", "level3", "--io_type", "uint8"], "need --io_type float32"),
+    ],
+)
+def test_float_blocks_flag_refusals_name_the_flag(tmp_path, extra, match):
+    out = tmp_path / "m.tflite"
+    argv = ["--output", str(out), "--quantization", "int8", "--calibration_dir", str(tmp_path)]
+    with pytest.raises(UsageError, match=match):
+        _run_cli([*argv, *extra])
+    assert not out.exists()
 
 
 def test_photo_samples_follow_the_ebb_convention(ebb_samples, real_inputs):

@@ -197,3 +197,33 @@ def test_one_calibration_gives_the_exporters_selective_models(model, inputs, tmp
     assert len(convs) == 3 and all(0.25 < e < 0.8 for e in convs)
     cat = next(n for op, n in calibrated.nodes if op == "CONCATENATION")
     assert stats[cat]["rmse/scale"] < 0.01
+
+
+def _level_named():
+    """Three convolutions named as PyNET's blocks are (`block_of` reads the names)."""
+    keras.utils.set_random_seed(3)
+    x = keras.Input((None, None, 4), name="image_depth")
+    y = keras.layers.Conv2D(8, 3, padding="same", name="level3_enc_conv")(x)
+    y = keras.layers.Conv2D(8, 3, padding="same", name="level3_mb9_conv")(y)
+    y = keras.layers.Conv2D(3, 3, padding="same", name="level1_head")(y)
+    return keras.Model(x, y, name="level_named")
+
+
+def test_float_blocks_keep_the_blocks_ops_in_float(inputs, tmp_path):
+    model = _level_named()
+    calibration = [{"image_depth": x} for x in inputs[:4]]
+    path = tmp_path / "mixed.tflite"
+    args = (model, path, "int8", H, W)
+    info = export_tflite(
+        *args, calibration_data=calibration, float_blocks=["level3_mb9"], check=False
+    )
+    assert info["int8"]["float_blocks"] == ["level3_mb9"]
+    nodes = info["int8"]["float_nodes"]
+    assert nodes and {block_of(n) for n in nodes} == {"level3_mb9"}
+    assert _conv_output_types(path) == ["float32", "int8", "int8"]
+    bad = tmp_path / "bad.tflite"
+    with pytest.raises(ValueError, match=r"float_blocks level3_mb1: no op .*level3_mb9"):
+        export_tflite(
+            model, bad, "int8", H, W, calibration_data=calibration, float_blocks=["level3_mb1"]
+        )
+    assert not bad.exists() and not metadata_path(bad).exists()

@@ -73,6 +73,7 @@ def export_tflite(
     io_type="float32",
     float_nodes=(),
     equalize=True,
+    float_blocks=(),
 ):
     """Exports `model` to `output` (.tflite) and writes `<output stem>.json` beside it.
 
@@ -92,6 +93,9 @@ def export_tflite(
     io_type: int8 only: "float32" (default), "int8" or "uint8" inputs and outputs; the JSON
         records each tensor's scale and zero point (real = scale * (q - zero_point)).
     float_nodes: int8 only: output tensor names of ops kept in float (selective quantization).
+    float_blocks: int8 only: PyNET blocks ("level3_mb9") or levels ("level3") whose ops are kept
+        in float, added to float_nodes (`int8_search.PYNET_INT8_FLOAT_BLOCKS`: the set that keeps
+        full int8 at >= 35 dB, docs/android.md section 8).
     equalize: int8 only: rescale PyNET's concatenated upsampling branches to their
         concatenation's range first (`equalize.equalize_concat_ranges`; same float function).
 
@@ -107,6 +111,8 @@ def export_tflite(
         raise ValueError(f"io_type must be one of {IO_TYPES}, got {io_type!r}")
     if quantization != "int8" and io_type != "float32":
         raise ValueError(f"io_type {io_type!r} needs quantization='int8'")
+    if quantization != "int8" and float_blocks:
+        raise ValueError("float_blocks needs quantization='int8'")
     net = serving_model(model, level)
     is_pynet = _is_pynet(model)
     if net is model and is_pynet:  # a level model: its name says which level
@@ -146,6 +152,8 @@ def export_tflite(
             track,
             equalize_samples=samples if quantization == "int8" and equalize else None,
         )
+        if float_blocks:
+            float_nodes = (*float_nodes, *_nodes_of_blocks(tmp, float_blocks))
         log.info("Converting to TFLite (%s) ...", quantization)
         content = convert_saved_model(
             tmp,
@@ -190,6 +198,7 @@ def export_tflite(
         info["int8"] = {
             "io_type": io_type,
             "float_nodes": list(float_nodes),
+            "float_blocks": list(float_blocks),
             "equalized_branches": {k: v for k, v in scales.items() if v != 1.0},
             "calibration_samples": len(samples),
         }
@@ -219,6 +228,22 @@ def export_tflite(
         }
         write_bytes_atomic(metadata_path(output), (json.dumps(info, indent=2) + "\n").encode())
     return info
+
+
+def _nodes_of_blocks(saved_model_dir, blocks):
+    """The op output names (as the quantization debugger names them: the float model's) of
+    `blocks` in the traced model; ValueError naming the blocks when none of its ops is in them."""
+    from pynet_bokeh.export.int8_search import block_of, float_nodes_of, op_outputs
+
+    nodes = op_outputs(convert_saved_model(saved_model_dir, "none"))
+    chosen = float_nodes_of(nodes, blocks)
+    if not chosen:
+        known = sorted({b for b in (block_of(n) for _, n in nodes) if b})
+        raise ValueError(
+            f"float_blocks {','.join(blocks)}: no op of the model is in them (its blocks: "
+            f"{', '.join(known) or 'none'})"
+        )
+    return chosen
 
 
 def trace_for_conversion(
