@@ -54,7 +54,7 @@ flags.DEFINE_list(
     ["none", "fp16", "dynamic", "int8", "int8-uint8io", "int8-level3float", "int8-mixed"],
     "Quantizations to compare (int8-uint8io: full int8 with uint8 input and output; "
     "int8-level3float: int8 with level 3's ops kept in float; int8-mixed: int8 with the "
-    "blocks of --float_blocks kept in float; both after 'none').",
+    "blocks of --float_blocks kept in float).",
 )
 flags.DEFINE_list(
     "float_blocks",
@@ -108,20 +108,6 @@ def _inputs(size, count):
         names = [p.stem for p, _ in find_photo_depth_pairs(folder)][:count]
         return photo_samples(folder, size, count), f"photos from {folder}", names
     return synthetic_samples(size, count), "generated scenes", [f"scene {i}" for i in range(count)]
-
-
-def _float_nodes(out_dir, blocks):
-    """Output tensor names of the ops of `blocks` ("level3" for a whole level, "level3_mb9"
-    for one block) in the float export (as the quantization debugger names nodes)."""
-    from pynet_bokeh.export.int8_search import float_nodes_of, op_outputs
-
-    path = out_dir / f"pynet_l{FLAGS.level}_none.tflite"
-    if not path.is_file():
-        raise SystemExit("error: --variants: put 'none' before int8-level3float / int8-mixed")
-    nodes = float_nodes_of(op_outputs(path), blocks)
-    if not nodes:
-        raise SystemExit(f"error: --float_blocks {','.join(blocks)}: no op of the model is in them")
-    return nodes
 
 
 def _mixed_blocks():
@@ -285,11 +271,11 @@ def main(argv):
     for variant in FLAGS.variants:
         q, _, option = variant.partition("-")
         io = option.removesuffix("io") if option.endswith("io") else "float32"
-        float_nodes = ()
+        float_blocks = ()
         if option == "level3float":
-            float_nodes = _float_nodes(out_dir, ["level3"])
+            float_blocks = ("level3",)
         elif option == "mixed":
-            float_nodes = _float_nodes(out_dir, _mixed_blocks())
+            float_blocks = tuple(_mixed_blocks())
         path = out_dir / f"pynet_l{FLAGS.level}_{variant}.tflite"
         info = export_tflite(
             net,
@@ -299,7 +285,7 @@ def main(argv):
             calibration_data=calibration if q == "int8" else None,
             check=False,
             io_type=io,
-            float_nodes=float_nodes,
+            float_blocks=float_blocks,
         )
         interpreter = make_interpreter(path)
         psnr = _litert_psnr(interpreter, evals, reference)

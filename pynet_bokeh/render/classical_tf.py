@@ -89,7 +89,7 @@ def _half(radius):
 def _planes(conv):
     """Whether `conv` works on colour planes (C x H x W x 1, the XLA engine) rather than
     channels-last images (1 x H x W x C, the export: what XNNPACK's kernels run fast)."""
-    return conv in ("taps", "xla")
+    return conv == "xla"
 
 
 def _channels(x, start, stop=None):
@@ -120,12 +120,12 @@ def _blur_padded(padded, radius, half, conv):
     """Disc blur of C x (H + 2 half) x (W + 2 half) x 1 padded planes -> C x H x W x 1.
 
     conv="depthwise": one depthwise convolution (what LiteRT / XNNPACK run fast);
-    "taps": a sum of shifted slices, one per tap inside the disc's grid (what XLA fuses into
+    "xla": a sum of shifted slices, one per tap inside the disc's grid (what XLA fuses into
     one loop; TensorFlow's own CPU depthwise kernel is many times slower).
     """
     kernel = disc_kernel_tf(tf.minimum(radius, half + 0.5), half)
     h, w = int(padded.shape[1]) - 2 * half, int(padded.shape[2]) - 2 * half
-    if conv in ("taps", "xla"):
+    if _planes(conv):
         out = None
         for dy in range(2 * half + 1):
             for dx in range(2 * half + 1):
@@ -337,7 +337,6 @@ def _render_graph(linear, disparity, focus_disparity, blur, max_layers):
     )
     layer_radius = tf.abs(mean_r)
     far = mean_r < 0
-    n = n_bins
     # Premultiplied colour and coverage (1 x H x W x 4), padded once for the full-resolution
     # kernels: a layer's mask times these is its padded premultiplied image.
     data = tf.concat([linear, ones], axis=3)
@@ -375,7 +374,6 @@ def _render_graph(linear, disparity, focus_disparity, blur, max_layers):
 
         return tf.while_loop(more, body, (first, *state))[1:]
 
-    blur_fn, over, under = _blur_padded, _over, _under
     # Far layers, back to front, coarsest scale first.
     acc = None
     for lv in range(top, 0, -1):
@@ -385,12 +383,14 @@ def _render_graph(linear, disparity, focus_disparity, blur, max_layers):
             acc = up2(acc)
 
         def far_over(b, a, lv=lv):
-            return (over(a, blur_fn(coarse_premult(b, lv), coarse_radius(b, lv), half_c, conv)),)
+            return (
+                _over(a, _blur_padded(coarse_premult(b, lv), coarse_radius(b, lv), half_c, conv)),
+            )
 
         (acc,) = loop(
             (acc,),
             tf.constant(0),
-            n,
+            n_bins,
             1,
             far_over,
             lambda b, lv=lv: present[b] & far[b] & tf.equal(level[b], lv),
@@ -405,8 +405,8 @@ def _render_graph(linear, disparity, focus_disparity, blur, max_layers):
 
         def blurred(half):
             if half == 0:
-                return lambda: over(a, _crop(padded, half0))
-            return lambda: over(a, blur_fn(_crop(padded, half0 - half), r, half, conv))
+                return lambda: _over(a, _crop(padded, half0))
+            return lambda: _over(a, _blur_padded(_crop(padded, half0 - half), r, half, conv))
 
         def smallest(half):
             if half == half0:
@@ -416,7 +416,7 @@ def _render_graph(linear, disparity, focus_disparity, blur, max_layers):
         return (smallest(0),)
 
     (acc,) = loop(
-        (acc,), tf.constant(0), n, 1, sharp_over, lambda b: present[b] & tf.equal(level[b], 0)
+        (acc,), tf.constant(0), n_bins, 1, sharp_over, lambda b: present[b] & tf.equal(level[b], 0)
     )
     if top == 0:
         return _normalise(acc)
@@ -430,11 +430,12 @@ def _render_graph(linear, disparity, focus_disparity, blur, max_layers):
             color, trans = up2(color), up2(trans)
 
         def near_under(b, c, t, lv=lv):
-            return under(c, t, blur_fn(coarse_premult(b, lv), coarse_radius(b, lv), half_c, conv))
+            premult = coarse_premult(b, lv)
+            return _under(c, t, _blur_padded(premult, coarse_radius(b, lv), half_c, conv))
 
         color, trans = loop(
             (color, trans),
-            n - 1,
+            n_bins - 1,
             -1,
             -1,
             near_under,
