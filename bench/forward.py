@@ -21,6 +21,7 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,14 +39,51 @@ def _vm_hwm_mb():
     return peak_rss_mb()
 
 
+def _status_mb(*keys):
+    values = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in keys:
+            values[key] = int(value.split()[0]) / 1024
+    return [values.get(key, 0.0) for key in keys]
+
+
+def _sample_peak_split(peak, interval_s=0.005):
+    """Thread: keeps in `peak` the anonymous and file-backed MB at the highest VmRSS seen.
+
+    File-backed pages (mostly TensorFlow's shared libraries) are clean: the kernel can drop
+    them under memory pressure; anonymous memory (weights, feature maps, heap) it cannot.
+    """
+    import threading
+
+    def sample():
+        while True:
+            rss, anon, file = _status_mb("VmRSS", "RssAnon", "RssFile")
+            if rss > peak.get("rss", 0):
+                peak.update(rss=rss, anon=anon, file=file)
+            time.sleep(interval_s)
+
+    if Path("/proc/self/status").is_file():
+        threading.Thread(target=sample, daemon=True).start()
+
+
 def _render_child(height, width, weights=None):
     """Child process: render one photo of 2 x (height, width) and print the peak RSS."""
     import numpy as np
 
+    split = {}
+    _sample_peak_split(split)
+
+    def report():
+        time.sleep(0.02)  # one more sample
+        print(f"PEAK_MB {_vm_hwm_mb():.0f}")
+        if split:
+            print(f"PEAK_SPLIT {split['anon']:.0f} {split['file']:.0f}")
+
     if height == 0:  # the TensorFlow import alone
         import tensorflow as tf  # noqa: F401
 
-        print(f"PEAK_MB {_vm_hwm_mb():.0f}")
+        report()
         return
     from pynet_bokeh import build_pynet, image_io
     from pynet_bokeh.renderers import get_renderer
@@ -67,7 +105,7 @@ def _render_child(height, width, weights=None):
         renderer = get_renderer("pynet", model=build_pynet())
     out = renderer.render(photo, depth)
     assert out.shape == photo.shape, out.shape
-    print(f"PEAK_MB {_vm_hwm_mb():.0f}")
+    report()
 
 
 def _fixture_weights(folder):
@@ -82,8 +120,9 @@ def _fixture_weights(folder):
     return prefix
 
 
-def render_peak_mb(height, width, weights=None):
-    """Peak RSS (MB) of a fresh process rendering one photo of 2 x (height, width) with
+def render_peak(height, width, weights=None):
+    """(peak RSS, anonymous MB, file-backed MB at the sampled peak; the last two None where
+    /proc gives no split) of a fresh process rendering one photo of 2 x (height, width) with
     get_renderer("pynet", weights=weights) (weights None: a freshly built PyNET)."""
     extra = ["--child_weights", weights] if weights else []
     result = subprocess.run(
@@ -93,10 +132,26 @@ def render_peak_mb(height, width, weights=None):
         env={**os.environ, "PYTHONPATH": str(REPO)},
         check=False,
     )
+    peak, split = None, (None, None)
     for line in result.stdout.splitlines():
         if line.startswith("PEAK_MB"):
-            return float(line.split()[1])
-    raise RuntimeError(f"render child failed:\n{result.stderr[-2000:]}")
+            peak = float(line.split()[1])
+        elif line.startswith("PEAK_SPLIT"):
+            split = tuple(float(v) for v in line.split()[1:3])
+    if peak is None:
+        raise RuntimeError(f"render child failed:\n{result.stderr[-2000:]}")
+    return (peak, *split)
+
+
+def render_peak_mb(height, width, weights=None):
+    """Peak RSS (MB) of `render_peak`."""
+    return render_peak(height, width, weights)[0]
+
+
+def _split_text(anon, file):
+    if anon is None:
+        return ""
+    return f" (at the peak: anonymous {anon:.0f} MB, file-backed library pages {file:.0f} MB)"
 
 
 def _size(text):
@@ -109,16 +164,19 @@ def memory_table(sizes):
 
     import numpy as np
 
-    base = render_peak_mb(0, 0)
-    print(f"TensorFlow import alone: peak RSS {base:.0f} MB")
+    base, *split = render_peak(0, 0)
+    print(f"TensorFlow import alone: peak RSS {base:.0f} MB{_split_text(*split)}")
     tmp = tempfile.TemporaryDirectory(prefix="bench_forward_")
     weights = _fixture_weights(tmp.name)
     print(f"weights: {'TF1 fixture checkpoint, seed 0' if weights else 'freshly built PyNET'}")
     rows = []
     for h, w in sizes:
-        peak = render_peak_mb(h, w, weights)
+        peak, *split = render_peak(h, w, weights)
         rows.append((h, w, peak))
-        print(f"photo {2 * h}x{2 * w} (input {h}x{w}): peak RSS {peak:.0f} MB", flush=True)
+        print(
+            f"photo {2 * h}x{2 * w} (input {h}x{w}): peak RSS {peak:.0f} MB{_split_text(*split)}",
+            flush=True,
+        )
     if len(rows) >= 2:
         pixels = np.array([h * w for h, w, _ in rows], float)
         peaks = np.array([p for _, _, p in rows])
