@@ -9,7 +9,12 @@ from pynet_bokeh import image_io
 from pynet_bokeh.errors import UsageError
 from pynet_bokeh.export import export_tflite, fit_to_size, make_interpreter, run_tflite
 from pynet_bokeh.render import controls as ctl
-from pynet_bokeh.render.classical_tf import disc_kernel_tf, focus_disparity_tf, render_bokeh_tf
+from pynet_bokeh.render.classical_tf import (
+    coarse_disc_radius,
+    disc_kernel_tf,
+    focus_disparity_tf,
+    render_bokeh_tf,
+)
 from pynet_bokeh.renderers import get_renderer
 from pynet_bokeh.renderers.classical import example_feeds
 
@@ -137,3 +142,12 @@ def test_python_driven_xla_engine_is_the_graph(ebb_samples, size):
     assert np.mean(np.abs(got - expected) > 1e-5) < 2e-3
     assert _psnr(got, expected) > 60
     assert _psnr(got, photo[None]) < 40  # and it blurred
+
+
+def test_coarse_disc_radius_removes_the_resampling_blur():
+    """sqrt(r^2 - (4/3 - 4^-level) s^2) / s, at least half a pixel of the coarse grid."""
+    # level 1: v = 4/3 - 1/4 = 13/12, s = 2: sqrt(100 - 13/3) / 2
+    np.testing.assert_allclose(float(coarse_disc_radius(-10.0, 1)), 4.890466, rtol=1e-6)
+    np.testing.assert_allclose(float(coarse_disc_radius(10.0, 1)), 4.890466, rtol=1e-6)
+    # level 2: 1 - (4/3 - 1/16) * 16 < 0.25: the floor, 0.5 / 4
+    assert float(coarse_disc_radius(1.0, 2)) == 0.125

@@ -165,6 +165,15 @@ def resample_variance(level):
     return 4.0 / 3.0 - 4.0**-level
 
 
+def coarse_disc_radius(mean_radius, level):
+    """The disc radius, in pixels of scale 2^level, that blurs a layer of signed mean radius
+    `mean_radius` (full-resolution pixels) computed at that scale (`resample_variance`);
+    float32 tensor ops, in the graph and for the XLA engine's host loop alike."""
+    s = 2**level
+    r2 = tf.square(tf.cast(mean_radius, tf.float32)) - resample_variance(level) * s * s
+    return tf.sqrt(tf.maximum(r2, 0.25)) / s
+
+
 def _up2(x, conv="xla"):
     """x2 bilinear upsampling of the H and W axes, half-pixel centres and clamped edges
     (`tf.image.resize` bilinear and cv2.INTER_LINEAR): each output pixel is 3/4 of its source
@@ -348,11 +357,6 @@ def _render_graph(linear, disparity, focus_disparity, blur, max_layers):
     def up2(x):
         return _up2(x, conv)
 
-    def coarse_radius(b, lv):
-        s = 2**lv
-        r = layer_radius[b] ** 2 - resample_variance(lv) * s * s
-        return tf.sqrt(tf.maximum(r, 0.25)) / s
-
     if top > 0:
         layers_x2 = _layers_x2(bins, data, max_layers)
 
@@ -384,7 +388,12 @@ def _render_graph(linear, disparity, focus_disparity, blur, max_layers):
 
         def far_over(b, a, lv=lv):
             return (
-                _over(a, _blur_padded(coarse_premult(b, lv), coarse_radius(b, lv), half_c, conv)),
+                _over(
+                    a,
+                    _blur_padded(
+                        coarse_premult(b, lv), coarse_disc_radius(mean_r[b], lv), half_c, conv
+                    ),
+                ),
             )
 
         (acc,) = loop(
@@ -431,7 +440,9 @@ def _render_graph(linear, disparity, focus_disparity, blur, max_layers):
 
         def near_under(b, c, t, lv=lv):
             premult = coarse_premult(b, lv)
-            return _under(c, t, _blur_padded(premult, coarse_radius(b, lv), half_c, conv))
+            return _under(
+                c, t, _blur_padded(premult, coarse_disc_radius(mean_r[b], lv), half_c, conv)
+            )
 
         color, trans = loop(
             (color, trans),
@@ -536,11 +547,10 @@ def render_bokeh_xla(photo, depth, focus_disparity, blur, max_layers=MAX_LAYERS)
 
     def coarse(b, lv):
         """Layer b's premultiplied planes at scale 2^lv, padded, its disc radius and grid."""
-        s = 2**lv
-        radius = math.sqrt(max(mean_r[b] ** 2 - resample_variance(lv) * s * s, 0.25)) / s
+        radius = float(coarse_disc_radius(mean_r[b], lv))
         half = min(_half(radius), half_c)
         if lv not in blocks:
-            blocks[lv] = _xla(_to_blocks)(bins, data, s)
+            blocks[lv] = _xla(_to_blocks)(bins, data, 2**lv)
         premult = _xla(_coarse_premult)(*blocks[lv], tf.constant(b), half)
         return premult, radius, half
 
