@@ -13,7 +13,8 @@ the ratio plain / trimmed (>= 1: no slowdown).
 Peak RSS is measured on the renderer path an app or `pynet-bokeh render` takes:
 `get_renderer("pynet", ...).render(photo, depth)` on one photo of twice the input's size (the
 first of ../shared/ebb_samples resized, else a generated scene), each size in a fresh child
-process (VmHWM: its own peak), with the TensorFlow import alone measured the same way. With
+process (VmHWM: its own peak), with the TensorFlow import alone measured the same way; each peak
+is also split into anonymous and file-backed (library pages) MB, sampled every 5 ms. With
 --sizes it fits peak = a + b * pixels and prints the largest photo for 24 GB.
 """
 
