@@ -63,7 +63,10 @@ def load_model(path):
     from pynet_bokeh.training.checkpointing import load_initial_weights
 
     model = build_pynet()
-    print(f"{path}: {load_initial_weights(model, path)}", flush=True)
+    try:
+        print(f"{path}: {load_initial_weights(model, path)}", flush=True)
+    except (OSError, ValueError) as err:  # a missing or unreadable file: one line, no traceback
+        raise SystemExit(f"error: {err}") from None
     return model
 
 
@@ -271,7 +274,10 @@ def train(model, args, train_set):
         feats = [np.stack(f) for f in feats]
         targets = np.stack(targets)
         if cache:
-            np.savez(cache, targets=targets, **{f"cut{i}": f for i, f in enumerate(feats)})
+            from pynet_bokeh.files import atomic_path
+
+            with atomic_path(cache, suffix=".npz") as tmp:  # an interrupted run leaves none
+                np.savez(tmp, targets=targets, **{f"cut{i}": f for i, f in enumerate(feats)})
     print(
         f"cut tensors of {len(targets)} training photos in {time.time() - t0:.0f} s "
         f"({', '.join(str(tuple(f.shape)) for f in feats)})",
@@ -371,19 +377,23 @@ def main(argv=None):
     ap.add_argument("--ebb_size", default="256x384", help="EBB! photos resized to this (HxW)")
     args = ap.parse_args(argv)
 
+    if not args.evaluate:
+        if not (args.init_from and args.output):
+            ap.error("pass --init_from and --output (or --evaluate)")
+        if not args.output.endswith(".weights.h5"):
+            ap.error("--output must end with .weights.h5")
+        paths = (args.output, args.init_from)
+        if all(map(os.path.exists, paths)) and os.path.samefile(*paths):
+            ap.error("--output is the --init_from file; pass a new path (inputs are never touched)")
+        model = load_model(args.init_from)  # before the data: a bad path fails at once
     root = synthetic_root()
     test = whole_images(root, "test")
     size = tuple(int(v) for v in args.ebb_size.split("x"))
     ebb = ebb_photos(size) if SAMPLES.is_dir() else []
     if args.evaluate:
-        for path in args.evaluate:
+        for path in args.evaluate:  # one model in memory at a time
             evaluate(load_model(path), test, ebb)
         return 0
-    if not (args.init_from and args.output):
-        ap.error("pass --init_from and --output (or --evaluate)")
-    if not args.output.endswith(".weights.h5"):
-        ap.error("--output must end with .weights.h5")
-    model = load_model(args.init_from)
     if not args.no_initial_eval:
         print("initial weights:", flush=True)
         evaluate(model, test, ebb)
