@@ -211,8 +211,10 @@ def _print_row(row):
 
 
 def _psnr(a, b):
-    mse = float(np.mean((np.asarray(a, np.float64) - b) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+    """PSNR of one image against another (the package's metric, float64 MSE)."""
+    from pynet_bokeh.metrics import psnr
+
+    return float(psnr(a, b)[0])
 
 
 def main(argv):

@@ -84,8 +84,10 @@ def whole_images(root, split):
 
 
 def psnr(a, b):
-    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
-    return 10 * np.log10(1.0 / max(mse, 1e-12))
+    """PSNR of one image against another, both clipped to [0, 1] (the package's metric)."""
+    from pynet_bokeh.metrics import psnr as image_psnr
+
+    return float(image_psnr(np.clip(a, 0, 1), np.clip(b, 0, 1))[0])
 
 
 def ebb_photos(size):
