@@ -31,22 +31,25 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO.parent / "shared" / "ebb_samples"
 
 
-def _vm_hwm_mb():
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    from pynet_bokeh.bench_utils import peak_rss_mb
-
-    return peak_rss_mb()
-
-
 def _status_mb(*keys):
+    """The given /proc/self/status fields in MB (None where absent or without /proc)."""
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.is_file() else []
     values = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
+    for line in lines:
         key, _, value = line.partition(":")
         if key in keys:
             values[key] = int(value.split()[0]) / 1024
-    return [values.get(key, 0.0) for key in keys]
+    return [values.get(key) for key in keys]
+
+
+def _vm_hwm_mb():
+    (hwm,) = _status_mb("VmHWM")
+    if hwm is None:
+        from pynet_bokeh.bench_utils import peak_rss_mb
+
+        return peak_rss_mb()
+    return hwm
 
 
 def _sample_peak_split(peak, interval_s=0.005):
@@ -78,7 +81,7 @@ def _render_child(height, width, weights=None):
     def report():
         time.sleep(0.02)  # one more sample
         print(f"PEAK_MB {_vm_hwm_mb():.0f}")
-        if split:
+        if split.get("anon") is not None:  # RssAnon: Linux 4.5 and later
             print(f"PEAK_SPLIT {split['anon']:.0f} {split['file']:.0f}")
 
     if height == 0:  # the TensorFlow import alone
