@@ -200,6 +200,40 @@ def test_weights_files_match_layers_by_name(tmp_path):
         checkpointing.load_weights_by_name(other, path)
 
 
+def test_weights_by_name_are_read_one_layer_at_a_time(tmp_path):
+    """Loading holds one layer's arrays at a time (numpy allocations, traced), not the file;
+    a shape mismatch in the last layer is found before any layer is assigned."""
+    import tracemalloc
+
+    def model(last_units):
+        x = keras.Input((512,))
+        y = x
+        for i in range(15):
+            y = keras.layers.Dense(512, name=f"dense_{i}")(y)  # 1 MB of kernel each
+        return keras.Model(x, keras.layers.Dense(last_units, name="last")(y))
+
+    src = model(512)
+    path = checkpointing.save_weights(src, tmp_path / "w.weights.h5")
+    dst = model(512)
+    tracemalloc.start()
+    try:
+        checkpointing.load_weights_by_name(dst, path)
+        # TensorFlow may keep its numpy copy of a value as the variable's buffer: `kept` counts
+        # those; what was held on top of them is the loader's.
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - kept < 3 * 2**20, (peak, kept)  # a layer or two; the whole file is 16 MB
+    np.testing.assert_array_equal(
+        dst.get_layer("dense_3").kernel.numpy(), src.get_layer("dense_3").kernel.numpy()
+    )
+    other = model(256)
+    before = other.get_layer("dense_0").kernel.numpy()
+    with pytest.raises(checkpointing.WeightsMismatchError, match=r"last: file"):
+        checkpointing.load_weights_by_name(other, path)
+    np.testing.assert_array_equal(other.get_layer("dense_0").kernel.numpy(), before)
+
+
 # ----------------------------------------------------------------------------------- PyNET
 
 

@@ -127,10 +127,11 @@ def has_layer_names(path) -> bool:
         ) from None
 
 
-def read_weights_by_name(path) -> dict:
-    """{layer name: [arrays]} from a file written by `save_weights`."""
+def _open_named_layers(path):
+    """(open h5py.File, {layer name: its `vars` group}) of a file written by `save_weights`.
+
+    Nothing is read yet: callers check shapes on the datasets before reading any data."""
     path = os.fspath(path)
-    out = {}
     try:
         f = h5py.File(path, "r")
     except OSError as err:
@@ -138,26 +139,36 @@ def read_weights_by_name(path) -> dict:
             f"{path} is not a readable HDF5 weights file ({err}): truncated or not a "
             ".weights.h5; re-copy it or save it again"
         ) from None
-    with f:
-        layers = f.get("layers")
-        if layers is None:
-            raise WeightsMismatchError(
-                f"{path} is not a Keras .weights.h5 file (no 'layers' group)"
-            )
-        for key in layers:
-            group = layers[key]
-            name = group.attrs.get(LAYER_NAME_ATTR)
-            if name is None or "vars" not in group:
-                continue
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            vars_ = group["vars"]
-            out[name] = [np.asarray(vars_[str(i)]) for i in range(len(vars_))]
-    if not out:
+    layers = f.get("layers")
+    if layers is None:
+        f.close()
+        raise WeightsMismatchError(f"{path} is not a Keras .weights.h5 file (no 'layers' group)")
+    groups = {}
+    for key in layers:
+        group = layers[key]
+        name = group.attrs.get(LAYER_NAME_ATTR)
+        if name is None or "vars" not in group:
+            continue
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        groups[name] = group["vars"]
+    if not groups:
+        f.close()
         raise WeightsMismatchError(
             f"{path} has no layer names recorded: it was not written by pynet_bokeh's trainer; "
             "load it with model.load_weights instead"
         )
-    return out
+    return f, groups
+
+
+def _datasets(vars_group):
+    return [vars_group[str(i)] for i in range(len(vars_group))]
+
+
+def read_weights_by_name(path) -> dict:
+    """{layer name: [arrays]} from a file written by `save_weights`."""
+    f, groups = _open_named_layers(path)
+    with f:
+        return {name: [np.asarray(d) for d in _datasets(g)] for name, g in groups.items()}
 
 
 def load_weights_by_name(model, path, strict: bool = True) -> list:
@@ -165,33 +176,36 @@ def load_weights_by_name(model, path, strict: bool = True) -> list:
 
     Returns the names of the layers loaded. With `strict`, every layer of `model` that has
     weights must be in the file with the same shapes; otherwise layers absent from the file are
-    left as they are (shape mismatches always raise).
+    left as they are (shape mismatches always raise). Shapes are checked before any data is
+    read, and the data is read one layer at a time (the file is never held in memory whole).
     """
-    stored = read_weights_by_name(path)
-    loaded, missing, wrong = [], [], []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        values = stored.get(layer.name)
-        if values is None:
-            missing.append(layer.name)
-            continue
-        shapes = [tuple(w.shape) for w in layer.weights]
-        if [v.shape for v in values] != shapes:
-            wrong.append(f"{layer.name}: file {[v.shape for v in values]}, model {shapes}")
-            continue
-        loaded.append((layer, values))
-    if wrong or (strict and missing):
-        with_weights = sum(1 for layer in model.layers if layer.weights)
-        parts = [f"{len(missing)} of its {with_weights} layers missing"] if missing else []
-        if wrong:
-            parts.append(f"{len(wrong)} with other shapes, e.g. {wrong[0]}")
-        raise WeightsMismatchError(
-            f"{os.fspath(path)} holds {describe_weights_file(path)}, not the weights of "
-            f"network {model.name!r} ({'; '.join(parts)})"
-        )
-    for layer, values in loaded:
-        layer.set_weights(values)
+    f, groups = _open_named_layers(path)
+    with f:
+        loaded, missing, wrong = [], [], []
+        for layer in model.layers:
+            if not layer.weights:
+                continue
+            group = groups.get(layer.name)
+            if group is None:
+                missing.append(layer.name)
+                continue
+            shapes = [tuple(w.shape) for w in layer.weights]
+            stored = [tuple(d.shape) for d in _datasets(group)]
+            if stored != shapes:
+                wrong.append(f"{layer.name}: file {stored}, model {shapes}")
+                continue
+            loaded.append((layer, group))
+        if wrong or (strict and missing):
+            with_weights = sum(1 for layer in model.layers if layer.weights)
+            parts = [f"{len(missing)} of its {with_weights} layers missing"] if missing else []
+            if wrong:
+                parts.append(f"{len(wrong)} with other shapes, e.g. {wrong[0]}")
+            raise WeightsMismatchError(
+                f"{os.fspath(path)} holds {describe_weights_file(path)}, not the weights of "
+                f"network {model.name!r} ({'; '.join(parts)})"
+            )
+        for layer, group in loaded:
+            layer.set_weights([np.asarray(d) for d in _datasets(group)])
     return [layer.name for layer, _ in loaded]
 
 
