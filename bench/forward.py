@@ -8,7 +8,8 @@ after warm-up, the achieved GFLOP/s, the float32 matmul peak (4096 x 4096, best 
 measured in the same process, and the ratio achieved / peak. Goals: ratio >= 0.85 on CPU
 (issue 2); peak RSS <= 1.0 GB at 512 x 768 (issue 15). It also times the forward pass inside
 the renderer's `returning_freed_heap` (heap trimming, interleaved with plain runs) and prints
-the ratio plain / trimmed (>= 1: no slowdown).
+the ratio plain / trimmed (>= 1: no slowdown), and the Keras call of the same level model
+against the renderer's `grouped_forward` (ratio Keras / grouped: >= 1, no slowdown).
 
 Peak RSS is measured on the renderer path an app or `pynet-bokeh render` takes:
 `get_renderer("pynet", ...).render(photo, depth)` on one photo of twice the input's size (the
@@ -230,27 +231,30 @@ def speed(args):
     import numpy as np
     import tensorflow as tf
 
-    from pynet_bokeh import build_pynet
+    from pynet_bokeh import build_pynet, level_model
     from pynet_bokeh.bench_utils import best_time, count_flops, matmul_peak_gflops
     from pynet_bokeh.inference import level_function, returning_freed_heap
 
     full = build_pynet()
     forward = level_function(full, args.level)  # the renderer's compiled function
-    from pynet_bokeh import level_model
-
-    flops = count_flops(level_model(full, args.level), (args.height, args.width, 4))
+    # The Keras call of the same level model (what grouped_forward replaces), compiled alike.
+    net = level_model(full, args.level)
+    keras_call = tf.function(lambda t: net(t, training=False))
+    flops = count_flops(net, (args.height, args.width, 4))
     x = tf.constant(np.random.default_rng(0).random((1, args.height, args.width, 4), np.float32))
 
     def trimmed():
         with returning_freed_heap():
             forward(x).numpy()
 
-    # The renderer runs the forward inside returning_freed_heap: both timed, interleaved.
+    # The renderer runs the forward inside returning_freed_heap: all timed, interleaved.
     forward(x).numpy()
-    seconds = trimmed_seconds = float("inf")
+    keras_call(x).numpy()
+    seconds = trimmed_seconds = keras_seconds = float("inf")
     for _ in range(args.repeats):
         seconds = min(seconds, best_time(lambda: forward(x).numpy(), repeats=1, warmup=0))
         trimmed_seconds = min(trimmed_seconds, best_time(trimmed, repeats=1, warmup=0))
+        keras_seconds = min(keras_seconds, best_time(lambda: keras_call(x).numpy(), 1, 0))
     peak = matmul_peak_gflops(4096, repeats=5)
     achieved = flops / seconds / 1e9
     print(
@@ -265,6 +269,10 @@ def speed(args):
     print(
         f"heap trimming ratio  {seconds / trimmed_seconds:10.3f}  (forward time without / with "
         f"the renderer's returning_freed_heap, best of {args.repeats} each, interleaved)"
+    )
+    print(
+        f"grouped forward ratio{keras_seconds / seconds:10.3f}  (Keras call time / the renderer's "
+        f"grouped_forward, best of {args.repeats} each, interleaved; >= 1: no slowdown)"
     )
 
 

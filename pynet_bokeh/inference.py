@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from pynet_bokeh import image_io
 from pynet_bokeh.errors import BadDataError
-from pynet_bokeh.models.pynet import level_model, level_scale
+from pynet_bokeh.models.grouped_forward import grouped_forward
+from pynet_bokeh.models.pynet import INFERENCE_RECOMPUTE, level_model, level_scale
 from pynet_bokeh.render.controls import signed_defocus
 
 log = logging.getLogger(__name__)
@@ -120,16 +121,22 @@ class DepthMapMissingError(BadDataError, FileNotFoundError):
 def predict_padded(fn, x, out_scale, multiple=32):
     """Runs `fn` on `x` (H x W x C or N x H x W x C) reflection-padded to `multiple`, and crops.
 
-    `out_scale` is the output size over the input size (2 for PyNET level 1).
+    `out_scale` is the output size over the input size (2 for PyNET level 1). `x` may be a
+    tf.Tensor: when no padding is needed it reaches `fn` as it is, without a copy.
     """
-    x = np.asarray(x, dtype=np.float32)
-    single = x.ndim == 3
+    if not isinstance(x, tf.Tensor):
+        x = np.asarray(x, dtype=np.float32)
+    single = len(x.shape) == 3
     batch = x[None] if single else x
+    in_h, in_w = int(batch.shape[1]), int(batch.shape[2])
+    if isinstance(batch, tf.Tensor) and (in_h % multiple or in_w % multiple):
+        batch = batch.numpy()  # padding is done in NumPy (reflect, or edge for tiny inputs)
     padded, _ = image_io.pad_to_multiple(batch, multiple)
+    del x, batch
     with returning_freed_heap():
         y = np.asarray(fn(padded))
-    h = int(round(batch.shape[1] * out_scale))
-    w = int(round(batch.shape[2] * out_scale))
+    h = int(round(in_h * out_scale))
+    w = int(round(in_w * out_scale))
     y = y[:, :h, :w]
     return y[0] if single else y
 
@@ -137,7 +144,9 @@ def predict_padded(fn, x, out_scale, multiple=32):
 def level_function(model, level=1):
     """A compiled function NHWC input -> the `level` output, for a full PyNET or a level model.
 
-    Kept on the model object (one per level), so alternating models or levels never retraces.
+    It runs `grouped_forward` (the same output as calling the model, to float32 rounding, with
+    a lower peak memory). Kept on the model object (one per level), so alternating models or
+    levels never retraces.
     """
     cache = model.__dict__.setdefault("_level_functions", {})
     if level not in cache:
@@ -146,7 +155,7 @@ def level_function(model, level=1):
 
         @tf.function(reduce_retracing=True)
         def run(x):
-            return net(x, training=False)
+            return grouped_forward(net, x, recompute=INFERENCE_RECOMPUTE)
 
         cache[level] = run
     return cache[level]
@@ -167,7 +176,9 @@ def render_bokeh(model, photo, depth, level=1, depth_name="depth map", controls=
             raise ValueError("a controllable PyNET needs controls=(focus_disparity, blur)")
         c = signed_defocus(x[..., 3], controls[0], controls[1], k_max)
         x = np.concatenate([x, c[..., None]], axis=-1)
-    y = predict_padded(level_function(model, level), x, level_scale(level))
+    # As a tensor, and the array dropped: one copy of the input while the network runs.
+    x = tf.convert_to_tensor(x[None])
+    y = predict_padded(level_function(model, level), x, level_scale(level))[0]
     if y.shape[:2] != photo.shape[:2]:
         y = image_io.resize_bicubic(y, photo.shape[:2])
     return np.clip(y, 0.0, 1.0)

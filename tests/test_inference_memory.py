@@ -38,8 +38,10 @@ def _he_scaled_pynet(seed=0):
 
 
 def test_renderer_output_matches_the_plain_keras_call_on_a_real_photo(ebb_samples):
-    """The renderer (weights' setup memory released, forward inside returning_freed_heap) gives
-    the numbers of an eager Keras call of the level-1 model on the same input."""
+    """The renderer (weights' setup memory released, forward inside returning_freed_heap, feature
+    maps as channel groups: `grouped_forward`) gives the numbers of an eager Keras call of the
+    level-1 model on the same input, to float32 rounding (its sums over input channels are taken
+    group by group: 8.5e-6 here)."""
     photo_path = sorted((ebb_samples / "images").glob("*.jpg"))[0]
     photo = image_io.read_photo(photo_path)
     depth = image_io.read_depth(ebb_samples / "depth_maps" / f"{photo_path.stem}.png")
@@ -52,7 +54,7 @@ def test_renderer_output_matches_the_plain_keras_call_on_a_real_photo(ebb_sample
     expected = np.clip(level_model(model, 1)(x, training=False).numpy()[0], 0.0, 1.0)
     assert out.shape == (128, 192, 3)
     assert float(np.std(expected)) > 0.05  # an image, not a flat grey
-    assert float(np.max(np.abs(out - expected))) <= 1e-6
+    assert float(np.max(np.abs(out - expected))) <= 2e-5
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc_trim only")
@@ -74,7 +76,8 @@ def test_returning_freed_heap_gives_freed_heap_pages_back_and_stops():
 def test_render_peak_above_the_tensorflow_import(tf1_prefix):
     """bench/forward.py's renderer path at 512 x 768 input (photo 1024 x 1536, seed-0 TF1
     weights), each in a fresh process: its peak RSS above the TensorFlow import alone was
-    501 MB before the kernel-cache release and heap trimming, 455 MB after."""
+    501 MB before the kernel-cache release and heap trimming, 455 MB after, ~400 MB with
+    grouped_forward."""
     code = (
         "import sys; sys.path.insert(0, 'bench'); import forward; "
         f"print(forward.render_peak_mb(0, 0), forward.render_peak_mb(512, 768, {str(tf1_prefix)!r}))"
@@ -83,4 +86,4 @@ def test_render_peak_above_the_tensorflow_import(tf1_prefix):
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     base, peak = (float(v) for v in result.stdout.split()[-2:])
-    assert peak - base <= 480, (base, peak)
+    assert peak - base <= 425, (base, peak)
