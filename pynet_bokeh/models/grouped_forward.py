@@ -36,10 +36,6 @@ class ChannelGroups:
     def __init__(self, tensors):
         self.tensors = tuple(tensors)
 
-    @property
-    def widths(self):
-        return [int(t.shape[-1]) for t in self.tensors]
-
 
 def _groups(x):
     """The tensors of `x` (a ChannelGroups or one tensor)."""
@@ -82,8 +78,7 @@ def _bounds(x):
 class _Tracer:
     """Traces one forward pass of a functional model (inside a tf.function)."""
 
-    def __init__(self, model, recompute):
-        self.model = model
+    def __init__(self, recompute):
         self.recompute = frozenset(recompute)
         self.values = {}
         self.last_conv = None
@@ -115,7 +110,8 @@ class _Tracer:
         return total
 
     def conv2d(self, layer, x):
-        if layer.strides != (1, 1) or layer.dilation_rate != (1, 1) or layer.groups != 1:
+        plain = layer.strides == (1, 1) and layer.dilation_rate == (1, 1) and layer.groups == 1
+        if not plain or layer.data_format != "channels_last":
             return self.call_as_is(layer, x)
         padding = layer.padding.upper()
         y = self._sum_over_groups(
@@ -126,7 +122,8 @@ class _Tracer:
         return self._activate(layer, y)
 
     def conv2d_transpose(self, layer, x):
-        if layer.padding != "same" or layer.dilation_rate != (1, 1):
+        plain = layer.padding == "same" and layer.dilation_rate == (1, 1)
+        if not plain or layer.output_padding is not None or layer.data_format != "channels_last":
             return self.call_as_is(layer, x)
         sy, sx = layer.strides
         first = _groups(x)[0]
@@ -255,7 +252,7 @@ def grouped_forward(model, inputs, recompute=()):
     unknown = sorted(set(recompute) - {layer.name for layer in model.layers})
     if unknown:
         raise ValueError(f"recompute names no layer of {model.name!r}: {unknown}")
-    tracer = _Tracer(model, recompute)
+    tracer = _Tracer(recompute)
     tracer.values[id(model.inputs[0])] = inputs
     outputs = keras.tree.map_structure(lambda t: _whole(tracer.value(t)), model.output)
     return outputs
