@@ -51,6 +51,22 @@ def test_every_layer_kind_matches_the_keras_call():
         assert float(np.abs(np.asarray(got[key]) - np.asarray(want[key])).max()) < 1e-5 * scale
 
 
+def test_a_mixed_float16_model_matches_the_keras_call():
+    """Inputs and weights in each layer's compute dtype, as Keras autocasts them."""
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = _randomized(_small_model(), seed=2)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    x = np.random.default_rng(3).random((1, 16, 24, 3), np.float32)
+    want = model(x, training=False)
+    got = tf.function(lambda t: grouped_forward(model, t))(x)
+    for key in want:
+        assert got[key].dtype == want[key].dtype == tf.float16, key
+        a, b = np.asarray(got[key], np.float32), np.asarray(want[key], np.float32)
+        assert float(np.abs(a - b).max()) < 1e-2 * float(np.abs(b).max()), key
+
+
 def test_a_recompute_name_that_is_no_layer_is_refused():
     model = _small_model()
     with pytest.raises(ValueError, match="'nonesuch'"):

@@ -52,6 +52,18 @@ def _wrap(parts):
     return parts[0] if len(parts) == 1 else ChannelGroups(parts)
 
 
+def _cast(x, dtype):
+    """`x` (groups or one tensor) in `dtype`, as a Keras layer autocasts its inputs."""
+    parts = [p if p.dtype == dtype else tf.cast(p, dtype) for p in _groups(x)]
+    return _wrap(parts)
+
+
+def _weight(layer, variable):
+    """A layer's variable as the layer reads it: in its compute dtype (mixed precision)."""
+    value = variable.value
+    return value if value.dtype == layer.compute_dtype else tf.cast(value, layer.compute_dtype)
+
+
 def _split_at(x, bounds):
     """The groups of `x` split further so that every channel offset in `bounds` is a boundary."""
     out, start = [], 0
@@ -115,10 +127,13 @@ class _Tracer:
             return self.call_as_is(layer, x)
         padding = layer.padding.upper()
         y = self._sum_over_groups(
-            x, layer.kernel.value, lambda p, k: tf.nn.conv2d(p, k, 1, padding), in_axis=2
+            _cast(x, layer.compute_dtype),
+            _weight(layer, layer.kernel),
+            lambda p, k: tf.nn.conv2d(p, k, 1, padding),
+            in_axis=2,
         )
         if layer.use_bias:
-            y = tf.nn.bias_add(y, layer.bias.value)
+            y = tf.nn.bias_add(y, _weight(layer, layer.bias))
         return self._activate(layer, y)
 
     def conv2d_transpose(self, layer, x):
@@ -133,9 +148,10 @@ class _Tracer:
         def conv(p, k):
             return tf.nn.conv2d_transpose(p, k, out_shape, (sy, sx), "SAME")
 
-        y = self._sum_over_groups(x, layer.kernel.value, conv, in_axis=3)
+        x = _cast(x, layer.compute_dtype)
+        y = self._sum_over_groups(x, _weight(layer, layer.kernel), conv, in_axis=3)
         if layer.use_bias:
-            y = tf.nn.bias_add(y, layer.bias.value)
+            y = tf.nn.bias_add(y, _weight(layer, layer.bias))
         return self._activate(layer, y)
 
     def _activate(self, layer, y):
@@ -182,11 +198,12 @@ class _Tracer:
         if isinstance(layer, L.Conv2D):
             return self.conv2d(layer, x)
         if isinstance(layer, L.Concatenate) and layer.axis in (-1, 3):
-            return ChannelGroups([t for item in x for t in _groups(item)])
+            return ChannelGroups([t for i in x for t in _groups(_cast(i, layer.compute_dtype))])
         if isinstance(layer, L.Add):
-            return self.add(x)
+            return self.add([_cast(i, layer.compute_dtype) for i in x])
         if isinstance(layer, L.GroupNormalization) and layer.axis in (-1, 3):
-            if layer.groups == int(_bounds(x)[-1]):
+            # float32 only: Keras computes a float16 layer's moments in float32, as is
+            if layer.groups == int(_bounds(x)[-1]) and layer.compute_dtype == "float32":
                 return self.instance_norm(layer, x)
         if isinstance(layer, (L.LeakyReLU, L.MaxPooling2D, ScaledTanh)):
             return _wrap([layer(part) for part in _groups(x)])  # channel-wise
