@@ -21,6 +21,8 @@ Layers it does not know are called as they are, on their inputs concatenated.
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 import tensorflow as tf
 
@@ -79,12 +81,14 @@ def _split_at(x, bounds):
     return out
 
 
+def _widths(x):
+    """The channel count of each group of `x`."""
+    return [int(t.shape[-1]) for t in _groups(x)]
+
+
 def _bounds(x):
-    offsets, start = [], 0
-    for t in _groups(x):
-        start += int(t.shape[-1])
-        offsets.append(start)
-    return offsets
+    """The channel offsets where the groups of `x` end."""
+    return list(itertools.accumulate(_widths(x)))
 
 
 class _Tracer:
@@ -95,10 +99,13 @@ class _Tracer:
         self.values = {}
         self.last_conv = None
 
+    def _after_previous_conv(self):
+        """A context in which the ops traced wait for the previous convolution."""
+        return tf.control_dependencies([] if self.last_conv is None else [self.last_conv])
+
     def _serial(self, make):
         """Runs `make()` (one convolution) after the previous one traced."""
-        deps = [] if self.last_conv is None else [self.last_conv]
-        with tf.control_dependencies(deps):
+        with self._after_previous_conv():
             out = make()
         self.last_conv = out
         return out
@@ -106,12 +113,11 @@ class _Tracer:
     def _sum_over_groups(self, x, kernel, conv, in_axis):
         """sum_j conv(group_j, kernel sliced to group j's input channels), one at a time."""
         parts = _groups(x)
-        widths = [int(part.shape[-1]) for part in parts]
         if len(parts) == 1:
             kernels = [kernel]
         else:  # the slices are copies: made when this layer runs, not all at the start
-            with tf.control_dependencies([] if self.last_conv is None else [self.last_conv]):
-                kernels = tf.split(kernel, widths, axis=in_axis)
+            with self._after_previous_conv():
+                kernels = tf.split(kernel, _widths(x), axis=in_axis)
         total = None
         for part, k in zip(parts, kernels, strict=True):
             y = self._serial(lambda part=part, k=k: conv(part, k))
@@ -162,10 +168,9 @@ class _Tracer:
     def instance_norm(self, layer, x):
         """GroupNormalization with one channel per group, group by group."""
         parts = _groups(x)
-        widths = [int(part.shape[-1]) for part in parts]
 
         def split(variable):
-            return [variable.value] if len(parts) == 1 else tf.split(variable.value, widths)
+            return [variable.value] if len(parts) == 1 else tf.split(variable.value, _widths(x))
 
         gammas = split(layer.gamma) if layer.scale else [None] * len(parts)
         betas = split(layer.beta) if layer.center else [None] * len(parts)
@@ -203,7 +208,7 @@ class _Tracer:
             return self.add([_cast(i, layer.compute_dtype) for i in x])
         if isinstance(layer, L.GroupNormalization) and layer.axis in (-1, 3):
             # float32 only: Keras computes a float16 layer's moments in float32, as is
-            if layer.groups == int(_bounds(x)[-1]) and layer.compute_dtype == "float32":
+            if layer.groups == sum(_widths(x)) and layer.compute_dtype == "float32":
                 return self.instance_norm(layer, x)
         if isinstance(layer, (L.LeakyReLU, L.MaxPooling2D, ScaledTanh)):
             return _wrap([layer(part) for part in _groups(x)])  # channel-wise
