@@ -14,10 +14,10 @@ XNNPACK does delegate. This bounds that route from below, in one process, on the
   buffers) of the least a layer at each scale needs: its premultiplied image at that scale,
   reflect-padded, blurred with the disc of its run-time radius and composited "over" the
   accumulated image (a layer at full resolution: on the smallest disc grid that holds its
-  radius, as the TF engine does). The premultiplied image is made either from the full-resolution mask
-  (`from_full`: mask, multiply, s x s average pool) or from a stack of every layer already
-  box-averaged 2 x 2 (`from_x2`: one segment sum for the photo, counted once, then an
-  s/2 x s/2 pool), whichever makes the total smaller;
+  radius, as the TF engine does). The premultiplied image is made either from the
+  full-resolution mask (`from_full`: mask, multiply, s x s average pool) or from a stack of
+  every layer already box-averaged 2 x 2 (`from_x2`: one segment sum for the photo, counted
+  once, then an s/2 x s/2 pool), whichever makes the total smaller;
 - the route's lower bound: the sum of those per-layer costs over the photo's layers. The colour
   conversions, the layer plan, the upsampling between scales and the final normalisation are
   left out (taken as free).
