@@ -50,11 +50,12 @@ def layer_signatures(h, w, top):
     scalar = spec([1, 1])
 
     def blur_over(premult, radius, acc, half):
-        padded = tf.pad(premult, [[0, 0], [half, half], [half, half], [0, 0]], mode="REFLECT")
-        kernel = ct.disc_kernel_tf(tf.minimum(tf.reshape(radius, []), half + 0.5), half)
-        kernel = tf.tile(kernel[:, :, None, None], [1, 1, 4, 1])
-        layer = tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
-        return {"acc": acc * (1.0 - layer[..., 3:4]) + layer}
+        """The export's own pad, disc blur and "over" (`classical_tf`, depthwise layout)."""
+        if half == 0:  # radius <= 0.5: no blur
+            return {"acc": ct._over(acc, premult)}
+        padded = ct._pad(premult, half, "depthwise")
+        layer = ct._blur_padded(padded, tf.reshape(radius, []), half, "depthwise")
+        return {"acc": ct._over(acc, layer)}
 
     def masked(bins, data, b):
         return data * tf.nn.relu(1.0 - tf.abs(bins - b))  # integer bins: 1 where bin == b
@@ -71,8 +72,6 @@ def layer_signatures(h, w, top):
             premult = masked(bins, data, b)
             if s > 1:
                 premult = tf.nn.avg_pool2d(premult, s, s, "VALID")
-            if half == 0:  # radius <= 0.5: no blur
-                return {"acc": acc * (1.0 - premult[..., 3:4]) + premult}
             return blur_over(premult, radius, acc, half)
 
         return layer
